@@ -1,0 +1,22 @@
+//! The releasedesk domain: identifiers, validated values and the release-request workflow.
+//!
+//! Everything here is pure: no I/O, no database, no clock except where a caller passes one in.
+//! Values are *parsed* at the edge (`Reason::parse`, `E164::parse`, …); past the edge no function
+//! takes a raw `String` for a domain value.
+
+mod email;
+mod ids;
+mod phone;
+mod status;
+mod text;
+mod token;
+
+pub use email::{EmailAddress, EmailError};
+pub use ids::{AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId};
+pub use phone::{E164, E164Error};
+pub use status::{
+    AgentStatus, Direction, PhoneNumberStatus, RequestAction, RequestStatus, TransitionError,
+    UnknownValue,
+};
+pub use text::{ApprovalNote, Reason, RejectionNote, TextError};
+pub use token::{ApiToken, TokenError, TokenHash};

@@ -1,0 +1,179 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use releasedesk_domain::EmailAddress;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use crate::{Migrator, MigratorTrait, StoreError};
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Settings that change what the use cases write, not how they connect.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// When set, every new request also enqueues an email to this support inbox.
+    pub support_email: Option<EmailAddress>,
+    /// PostgreSQL pool size (default 16). SQLite ignores it: see [`Store::connect`].
+    pub max_connections: Option<u32>,
+}
+
+/// The database, and every use case on it. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// Where transactions that write run.
+    write: DatabaseConnection,
+    /// Where plain reads run. The same pool as `write` on PostgreSQL.
+    read: DatabaseConnection,
+    backend: Backend,
+    options: Arc<StoreOptions>,
+}
+
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const SQLITE_READERS: u32 = 4;
+const POSTGRES_DEFAULT_POOL: u32 = 16;
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`).
+    ///
+    /// SQLite runs in WAL mode with `synchronous=FULL` (approvals are irreversible: a commit must
+    /// survive a power cut), foreign keys on, and a busy timeout for other processes sharing the
+    /// file. SQLite allows one writer at a time, so the store keeps **one** writing connection
+    /// (writes queue in the pool instead of spinning on `SQLITE_BUSY`) and begins its write
+    /// transactions `IMMEDIATE` (so a transaction that reads before it writes cannot fail to
+    /// upgrade its lock when another *process* writes); reads go to a separate pool of
+    /// readers, which WAL lets run beside the writer.
+    ///
+    /// PostgreSQL gets one pool (default 16 connections) for everything.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid {
+                field: "DATABASE_URL",
+                message: "must start with sqlite: or postgres://".into(),
+            });
+        };
+        let (write, read) = match backend {
+            Backend::Sqlite => {
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let write = Database::connect(sqlite_options(url, 1)).await?;
+                // An in-memory database exists once per connection: one pool must do.
+                let read = if in_memory {
+                    write.clone()
+                } else {
+                    Database::connect(sqlite_options(url, SQLITE_READERS)).await?
+                };
+                (write, read)
+            }
+            Backend::Postgres => {
+                let mut opts = ConnectOptions::new(url);
+                opts.max_connections(options.max_connections.unwrap_or(POSTGRES_DEFAULT_POOL))
+                    .min_connections(1)
+                    .connect_timeout(Duration::from_secs(5))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .sqlx_logging(false);
+                let db = Database::connect(opts).await?;
+                (db.clone(), db)
+            }
+        };
+        Ok(Self {
+            write,
+            read,
+            backend,
+            options: Arc::new(options),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.write, None).await?;
+        Ok(())
+    }
+
+    /// Does the database answer? (`/readyz`)
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read.ping().await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = self.write.close_by_ref().await;
+        let _ = self.read.close_by_ref().await;
+    }
+
+    /// A write transaction: `BEGIN IMMEDIATE` on SQLite, a plain `BEGIN` (read committed) on
+    /// PostgreSQL, where the use cases take the row locks they need.
+    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.write
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
+    pub(crate) fn reader(&self) -> &DatabaseConnection {
+        &self.read
+    }
+
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.write
+    }
+
+    pub(crate) fn db_backend(&self) -> DbBackend {
+        self.write.get_database_backend()
+    }
+
+    /// A hand-written statement. SQL is written with PostgreSQL's `$n` placeholders; SQLite gets
+    /// the equivalent numbered `?n`.
+    pub(crate) fn stmt(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = sea_orm::Value>,
+    ) -> sea_orm::Statement {
+        let sql = match self.backend {
+            Backend::Postgres => sql.to_owned(),
+            Backend::Sqlite => sql.replace('$', "?"),
+        };
+        sea_orm::Statement::from_sql_and_values(self.db_backend(), sql, values)
+    }
+}
+
+fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    opts
+}

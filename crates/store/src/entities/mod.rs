@@ -1,0 +1,14 @@
+//! sea-orm entities: one per table. Only this crate sees them; the other crates get views.
+
+pub mod agent;
+pub mod agent_phone_number;
+pub mod api_token;
+pub mod audit_event;
+pub mod carrier_release;
+pub mod environment;
+pub mod login_throttle;
+pub mod outbox;
+pub mod phone_number;
+pub mod release_request;
+pub mod staff_session;
+pub mod staff_user;

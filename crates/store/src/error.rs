@@ -1,0 +1,54 @@
+use releasedesk_domain::{AgentId, RequestStatus};
+use sea_orm::{DbErr, SqlErr};
+
+/// An agent named in an error ("in use by …").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRef {
+    pub id: AgentId,
+    pub name: String,
+}
+
+/// What a use case can answer besides success. The API and the console each map these to
+/// their own responses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("phone number not found")]
+    PhoneNumberNotFound,
+    #[error("release request not found")]
+    RequestNotFound,
+    #[error("agent not found")]
+    AgentNotFound,
+    #[error("environment not found")]
+    EnvironmentNotFound,
+    #[error("a release request for this phone number is already pending")]
+    ReleaseAlreadyPending,
+    #[error("a release request for this phone number is already approved")]
+    ReleaseAlreadyApproved,
+    #[error("the phone number is already released")]
+    PhoneNumberReleased,
+    #[error("the phone number is in use by active agents")]
+    PhoneNumberInUse { agents: Vec<AgentRef> },
+    #[error("the phone number has an open release request")]
+    PhoneNumberReleasePending,
+    /// Cancel, approve or reject of a request that is no longer pending.
+    #[error("the release request is {0}")]
+    NotPending(RequestStatus),
+    #[error("the typed number does not match the request's number")]
+    ConfirmationMismatch,
+    #[error("a phone number with this E.164 already exists in the environment")]
+    DuplicatePhoneNumber,
+    #[error("a staff account with this email already exists")]
+    DuplicateStaff,
+    #[error("no such outbox row, or it is not dead")]
+    OutboxRowNotRetryable,
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("database error")]
+    Database(#[from] DbErr),
+}
+
+impl StoreError {
+    pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+        matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+    }
+}

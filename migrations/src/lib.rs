@@ -1,0 +1,24 @@
+//! The releasedesk schema. See the crate README.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_tenancy;
+mod m20261127_000002_numbers_and_agents;
+mod m20261127_000003_release_requests;
+mod m20261127_000004_audit_and_outbox;
+mod m20261127_000005_staff;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_tenancy::Migration),
+            Box::new(m20261127_000002_numbers_and_agents::Migration),
+            Box::new(m20261127_000003_release_requests::Migration),
+            Box::new(m20261127_000004_audit_and_outbox::Migration),
+            Box::new(m20261127_000005_staff::Migration),
+        ]
+    }
+}

@@ -1,0 +1,163 @@
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(AuditEvents::Table)
+                    .col(pk_uuid(AuditEvents::Id))
+                    .col(timestamp_with_time_zone(AuditEvents::OccurredAt))
+                    .col(string(AuditEvents::ActorKind))
+                    .col(string_null(AuditEvents::ActorId))
+                    .col(string(AuditEvents::ActorLabel))
+                    .col(string(AuditEvents::Action))
+                    .col(uuid_null(AuditEvents::EnvironmentId))
+                    .col(uuid_null(AuditEvents::RequestId))
+                    .col(uuid_null(AuditEvents::PhoneNumberId))
+                    .col(text_null(AuditEvents::Detail))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_audit_events_request")
+                    .table(AuditEvents::Table)
+                    .col(AuditEvents::RequestId)
+                    .col(AuditEvents::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_audit_events_action_id")
+                    .table(AuditEvents::Table)
+                    .col(AuditEvents::Action)
+                    .col(AuditEvents::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Outbox::Table)
+                    .col(pk_uuid(Outbox::Id))
+                    .col(string(Outbox::Kind))
+                    .col(uuid_null(Outbox::EnvironmentId))
+                    .col(uuid_null(Outbox::RequestId))
+                    .col(string_null(Outbox::Recipient))
+                    .col(text(Outbox::Payload))
+                    .col(string(Outbox::State))
+                    .col(integer(Outbox::Attempts))
+                    .col(integer(Outbox::MaxAttempts))
+                    .col(timestamp_with_time_zone(Outbox::NextAttemptAt))
+                    .col(string_null(Outbox::LeaseOwner))
+                    .col(timestamp_with_time_zone_null(Outbox::LeaseExpiresAt))
+                    .col(text_null(Outbox::LastError))
+                    .col(timestamp_with_time_zone(Outbox::CreatedAt))
+                    .col(timestamp_with_time_zone_null(Outbox::CompletedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_outbox_due")
+                    .table(Outbox::Table)
+                    .col(Outbox::State)
+                    .col(Outbox::NextAttemptAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_outbox_request")
+                    .table(Outbox::Table)
+                    .col(Outbox::RequestId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(CarrierReleases::Table)
+                    .col(pk_uuid(CarrierReleases::Id))
+                    .col(uuid(CarrierReleases::PhoneNumberId))
+                    .col(string(CarrierReleases::PhoneNumber))
+                    .col(string(CarrierReleases::Carrier))
+                    .col(string_null(CarrierReleases::Reference))
+                    .col(timestamp_with_time_zone(CarrierReleases::ReleasedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_carrier_releases_phone")
+                    .table(CarrierReleases::Table)
+                    .col(CarrierReleases::PhoneNumberId)
+                    .unique()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(CarrierReleases::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(AuditEvents::Table).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum AuditEvents {
+    Table,
+    Id,
+    OccurredAt,
+    ActorKind,
+    ActorId,
+    ActorLabel,
+    Action,
+    EnvironmentId,
+    RequestId,
+    PhoneNumberId,
+    Detail,
+}
+
+#[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    Id,
+    Kind,
+    EnvironmentId,
+    RequestId,
+    Recipient,
+    Payload,
+    State,
+    Attempts,
+    MaxAttempts,
+    NextAttemptAt,
+    LeaseOwner,
+    LeaseExpiresAt,
+    LastError,
+    CreatedAt,
+    CompletedAt,
+}
+
+#[derive(DeriveIden)]
+enum CarrierReleases {
+    Table,
+    Id,
+    PhoneNumberId,
+    PhoneNumber,
+    Carrier,
+    Reference,
+    ReleasedAt,
+}
