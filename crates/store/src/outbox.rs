@@ -202,9 +202,15 @@ pub(crate) async fn enqueue(
         created_at: Set(at),
         completed_at: Set(None),
     };
-    outbox::Entity::insert(row).exec_without_returning(tx).await?;
+    outbox::Entity::insert(row)
+        .exec_without_returning(tx)
+        .await?;
     Ok(id)
 }
+
+/// `last_error` of a row whose last attempt's worker never reported back.
+const LAST_LEASE_EXPIRED: &str =
+    "the lease on the last allowed attempt expired: its worker stopped before reporting back";
 
 /// Longest error text kept on a row.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -235,9 +241,24 @@ impl Store {
         );
         let stmt = self.stmt(
             &sql,
-            [owner.into(), lease_until.into(), at.into(), (limit as i64).into()],
+            [
+                owner.into(),
+                lease_until.into(),
+                at.into(),
+                (limit as i64).into(),
+            ],
+        );
+        // A row whose last allowed attempt was claimed but never reported back (its worker
+        // died, perhaps because of the row itself) would otherwise be claimed again at every
+        // lease expiry, forever: it goes `dead` instead, visible and retryable in the console.
+        let give_up = self.stmt(
+            "UPDATE outbox SET state = 'dead', completed_at = $1, lease_owner = NULL, \
+             lease_expires_at = NULL, last_error = $2 \
+             WHERE state = 'pending' AND attempts >= max_attempts AND lease_expires_at < $1",
+            [at.into(), LAST_LEASE_EXPIRED.into()],
         );
         let tx = self.begin().await?;
+        tx.execute_raw(give_up).await?;
         let rows = outbox::Entity::find().from_raw_sql(stmt).all(&tx).await?;
         tx.commit().await?;
         let mut rows = rows
@@ -287,7 +308,10 @@ impl Store {
             .col_expr(outbox::Column::LastError, Some(clip(error)).into())
             .col_expr(outbox::Column::NextAttemptAt, retry_at.into())
             .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
-            .col_expr(outbox::Column::LeaseExpiresAt, Option::<DateTime<Utc>>::None.into())
+            .col_expr(
+                outbox::Column::LeaseExpiresAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
             .col_expr(
                 outbox::Column::CompletedAt,
                 (state == OutboxState::Dead).then(now).into(),
@@ -306,10 +330,16 @@ impl Store {
         outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Attempts,
-                sea_orm::sea_query::ExprTrait::sub(sea_orm::sea_query::Expr::col(outbox::Column::Attempts), 1),
+                sea_orm::sea_query::ExprTrait::sub(
+                    sea_orm::sea_query::Expr::col(outbox::Column::Attempts),
+                    1,
+                ),
             )
             .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
-            .col_expr(outbox::Column::LeaseExpiresAt, Option::<DateTime<Utc>>::None.into())
+            .col_expr(
+                outbox::Column::LeaseExpiresAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
             .filter(outbox::Column::Id.eq(id.as_uuid()))
             .filter(outbox::Column::LeaseOwner.eq(owner))
             .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
@@ -326,7 +356,10 @@ impl Store {
             .col_expr(outbox::Column::State, OutboxState::Pending.as_str().into())
             .col_expr(outbox::Column::Attempts, 0.into())
             .col_expr(outbox::Column::NextAttemptAt, now().into())
-            .col_expr(outbox::Column::CompletedAt, Option::<DateTime<Utc>>::None.into())
+            .col_expr(
+                outbox::Column::CompletedAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
             .filter(outbox::Column::Id.eq(id.as_uuid()))
             .filter(outbox::Column::State.eq(OutboxState::Dead.as_str()))
             .exec(&tx)
@@ -345,7 +378,9 @@ impl Store {
             environment_id: row.environment_id,
             request_id: row.request_id,
             phone_number_id: None,
-            detail: Some(serde_json::json!({ "outbox_id": id.to_string(), "kind": row.kind.as_str() })),
+            detail: Some(
+                serde_json::json!({ "outbox_id": id.to_string(), "kind": row.kind.as_str() }),
+            ),
         }
         .record(&tx)
         .await?;
@@ -373,7 +408,10 @@ impl Store {
     }
 
     /// Every outbox row of one request, oldest first (the request page's "notifications").
-    pub async fn outbox_for_request(&self, request: RequestId) -> Result<Vec<OutboxRow>, StoreError> {
+    pub async fn outbox_for_request(
+        &self,
+        request: RequestId,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         outbox::Entity::find()
             .filter(outbox::Column::RequestId.eq(request.as_uuid()))
             .order_by_asc(outbox::Column::Id)
@@ -425,7 +463,10 @@ pub(crate) async fn mark_sent_in(
         .col_expr(outbox::Column::State, OutboxState::Sent.as_str().into())
         .col_expr(outbox::Column::CompletedAt, Some(now()).into())
         .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
-        .col_expr(outbox::Column::LeaseExpiresAt, Option::<DateTime<Utc>>::None.into())
+        .col_expr(
+            outbox::Column::LeaseExpiresAt,
+            Option::<DateTime<Utc>>::None.into(),
+        )
         .col_expr(outbox::Column::LastError, Option::<String>::None.into())
         .filter(outbox::Column::Id.eq(id.as_uuid()))
         .filter(outbox::Column::LeaseOwner.eq(owner))
@@ -434,4 +475,3 @@ pub(crate) async fn mark_sent_in(
         .await?;
     Ok(res.rows_affected == 1)
 }
-

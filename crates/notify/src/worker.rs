@@ -1,0 +1,461 @@
+//! The outbox worker: claims due rows with a lease, carries each out, records the outcome.
+//!
+//! Delivery is at least once. A row is marked `sent` only after the SMTP server accepted the
+//! email (or the carrier and the release transaction succeeded); a worker that dies in between
+//! leaves a leased row that another worker takes once the lease expires, and sends again with
+//! the same `Message-ID`. While a lease holds, no other worker touches the row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use rand::Rng;
+use releasedesk_domain::RequestStatus;
+use releasedesk_store::{OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, now};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::NotifyConfig;
+use crate::carrier::{Carrier, CarrierError, NumberRelease};
+use crate::email::{EmailContext, EmailKind, build_message, message_id, render};
+use crate::transport::{DeliveryError, Transport};
+
+/// Rows claimed at once. Small, so that rows claimed but not yet started (which wait for the
+/// ones before them) are few: they are what a crash delays until the lease expires.
+const BATCH_SIZE: u64 = 10;
+/// The first retry comes about this long after a failure; each further one waits twice as long.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+/// No retry waits longer than this.
+const MAX_RETRY: Duration = Duration::from_secs(15 * 60);
+/// How long the worker waits after the database failed to answer a claim, at most.
+const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The outbox worker. Several may run against one database, in one process or many.
+pub struct Worker {
+    store: Store,
+    config: NotifyConfig,
+    carrier: Arc<dyn Carrier>,
+    transport: Transport,
+    from: Mailbox,
+    /// The host part of every `Message-ID`: the public URL's host.
+    message_host: String,
+    /// The lease owner written on claimed rows: unique per worker (host, process, random).
+    id: String,
+}
+
+/// Why one attempt at a row failed.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+    fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+    /// A database that does not answer is worth waiting for; a request or environment that is
+    /// gone, or a state the job cannot act on, is not.
+    fn store(context: &str, e: StoreError) -> Self {
+        let permanent = !matches!(e, StoreError::Database(_));
+        let message = match &e {
+            StoreError::Database(db) => format!("{context}: {e}: {db}"),
+            _ => format!("{context}: {e}"),
+        };
+        Self { message, permanent }
+    }
+}
+
+impl From<DeliveryError> for Failure {
+    fn from(e: DeliveryError) -> Self {
+        Self {
+            permanent: e.is_permanent(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<CarrierError> for Failure {
+    fn from(e: CarrierError) -> Self {
+        Self {
+            permanent: e.is_permanent(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How a row ended when nothing failed.
+enum Done {
+    /// Carried out and recorded.
+    Completed,
+    /// Carried out, but another worker holds the row now (our lease expired): it may do it
+    /// again. Only the log can tell.
+    LeaseLost,
+}
+
+impl Worker {
+    /// Checks the configuration (SMTP URL, sender address, public URL) and picks a worker id.
+    pub fn new(
+        store: Store,
+        config: NotifyConfig,
+        carrier: Arc<dyn Carrier>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !config.lease.is_zero(),
+            "the outbox lease must be longer than zero"
+        );
+        let transport = Transport::new(config.smtp_url.as_deref(), &config.mail_dir)?;
+        let from: Mailbox = config.mail_from.parse().map_err(|e| {
+            anyhow::anyhow!("MAIL_FROM {:?} is not a mailbox: {e}", config.mail_from)
+        })?;
+        let message_host = url::Url::parse(&config.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the public URL {:?} has no host (needed for Message-IDs)",
+                    config.public_url
+                )
+            })?;
+        Ok(Self {
+            store,
+            config,
+            carrier,
+            transport,
+            from,
+            message_host,
+            id: worker_id(),
+        })
+    }
+
+    /// The lease owner this worker writes on the rows it claims.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The host part of the `Message-ID`s this worker writes (`<{outbox_id}@{host}>`).
+    pub fn message_host(&self) -> &str {
+        &self.message_host
+    }
+
+    /// Claims the rows due now (at most one batch) and carries each out. Returns how many it
+    /// attempted, whatever their outcome; failures are recorded on the rows, not returned.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        self.run_batch(None).await
+    }
+
+    /// Runs until `shutdown` is cancelled. Then it claims nothing more, finishes the row in
+    /// hand, and hands back the rows it claimed but did not start, so another worker can take
+    /// them at once instead of after the lease.
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!(worker = %self.id, transport = %self.transport.describe(), "outbox worker started");
+        let mut claim_failures: u32 = 0;
+        while !shutdown.is_cancelled() {
+            let pause = match self.run_batch(Some(&shutdown)).await {
+                // Rows were due: more may be; look again at once.
+                Ok(n) if n > 0 => {
+                    claim_failures = 0;
+                    continue;
+                }
+                Ok(_) => {
+                    claim_failures = 0;
+                    self.config.poll_interval
+                }
+                Err(e) => {
+                    claim_failures = claim_failures.saturating_add(1);
+                    warn!(worker = %self.id, error = %e, "could not claim outbox rows");
+                    self.config
+                        .poll_interval
+                        .saturating_mul(2u32.saturating_pow(claim_failures.min(10)))
+                        .min(MAX_CLAIM_BACKOFF)
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        info!(worker = %self.id, "outbox worker stopped");
+    }
+
+    async fn run_batch(&self, shutdown: Option<&CancellationToken>) -> Result<usize, StoreError> {
+        let lease_until = now() + chrono_duration(self.config.lease);
+        let rows = self
+            .store
+            .claim_outbox(&self.id, lease_until, BATCH_SIZE)
+            .await?;
+        let mut attempted = 0;
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            let stopping = shutdown.is_some_and(CancellationToken::is_cancelled);
+            // A row whose lease is mostly spent (the rows before it were slow) is handed back
+            // rather than started: finishing it after the lease ends could send it twice.
+            let lease_left = self.lease_left(&row);
+            if stopping || lease_left < self.config.lease / 4 {
+                for row in std::iter::once(row).chain(rows.by_ref()) {
+                    if let Err(e) = self.store.outbox_release_lease(row.id, &self.id).await {
+                        warn!(outbox_id = %row.id, error = %e, "could not hand back an outbox row; it is retried when its lease expires");
+                    }
+                }
+                break;
+            }
+            attempted += 1;
+            self.process(row, lease_left).await;
+        }
+        Ok(attempted)
+    }
+
+    fn lease_left(&self, row: &OutboxRow) -> Duration {
+        row.lease_expires_at
+            .map(|until| (until - now()).to_std().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// One row, one outcome, one log line.
+    async fn process(&self, row: OutboxRow, lease_left: Duration) {
+        // The email or the carrier call must be over before the lease is (with a margin), so
+        // that no other worker starts the same row while this one may still succeed.
+        let deadline = lease_left.saturating_sub(self.config.lease / 8);
+        let result = match EmailKind::for_outbox(row.kind) {
+            Some(kind) => self.deliver_email(&row, kind, deadline).await,
+            None => self.release_number(&row, deadline).await,
+        };
+        let request_id = row.request_id.map(|id| id.to_string()).unwrap_or_default();
+        match result {
+            Ok(Done::Completed) => info!(
+                outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
+                "outbox row done"
+            ),
+            Ok(Done::LeaseLost) => warn!(
+                outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
+                "outbox row carried out after its lease expired; another worker may repeat it"
+            ),
+            Err(failure) => self.record_failure(&row, &request_id, failure).await,
+        }
+    }
+
+    async fn record_failure(&self, row: &OutboxRow, request_id: &str, failure: Failure) {
+        let delay = retry_delay(row.attempts);
+        let retry_at = now() + chrono_duration(delay);
+        let recorded = self
+            .store
+            .outbox_mark_failed(
+                row.id,
+                &self.id,
+                &failure.message,
+                failure.permanent,
+                retry_at,
+            )
+            .await;
+        let (id, kind, attempt, error) = (row.id, row.kind, row.attempts, failure.message.as_str());
+        match recorded {
+            Ok(Some(OutboxState::Dead)) => error!(
+                outbox_id = %id, %kind, request_id, attempt, error, permanent = failure.permanent,
+                "outbox row failed for good: dead until retried from the console"
+            ),
+            Ok(Some(_)) => warn!(
+                outbox_id = %id, %kind, request_id, attempt, error, retry_in_ms = delay.as_millis() as u64,
+                "outbox row failed; will retry"
+            ),
+            Ok(None) => warn!(
+                outbox_id = %id, %kind, request_id, attempt, error,
+                "outbox row failed after its lease expired; another worker has it"
+            ),
+            Err(e) => error!(
+                outbox_id = %id, %kind, request_id, attempt, error, record_error = %e,
+                "outbox row failed and the failure could not be recorded; retried when the lease expires"
+            ),
+        }
+    }
+
+    async fn deliver_email(
+        &self,
+        row: &OutboxRow,
+        kind: EmailKind,
+        deadline: Duration,
+    ) -> Result<Done, Failure> {
+        let recipient = row
+            .recipient
+            .as_deref()
+            .ok_or_else(|| Failure::permanent("the outbox row has no recipient"))?;
+        let to: Mailbox = recipient.parse().map_err(|e| {
+            Failure::permanent(format!("recipient {recipient:?} is not a mailbox: {e}"))
+        })?;
+        let request_id = row
+            .request_id
+            .ok_or_else(|| Failure::permanent("the outbox row names no request"))?;
+        let request = self
+            .store
+            .find_request(request_id)
+            .await
+            .map_err(|e| Failure::store("loading the request", e))?;
+        let environment = self
+            .store
+            .get_environment(request.environment_id)
+            .await
+            .map_err(|e| Failure::store("loading the environment", e))?;
+        let context = EmailContext::new(kind, &request, &environment, &self.config.public_url);
+        let email =
+            render(kind, &context).map_err(|e| Failure::permanent(format!("rendering: {e}")))?;
+        let message = build_message(
+            &email,
+            &self.from,
+            to,
+            message_id(row.id, &self.message_host),
+        )
+        .map_err(|e| Failure::permanent(format!("building the message: {e}")))?;
+        tokio::time::timeout(deadline, self.transport.send(row.id, message))
+            .await
+            .map_err(|_| {
+                Failure::transient(format!(
+                    "no answer within {} ms (the lease)",
+                    deadline.as_millis()
+                ))
+            })??;
+        self.mark_sent(row).await
+    }
+
+    /// The email is out: recording it matters, or it is sent again when the lease expires. A
+    /// database hiccup gets a few quick retries.
+    async fn mark_sent(&self, row: &OutboxRow) -> Result<Done, Failure> {
+        let mut pause = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            match self.store.outbox_mark_sent(row.id, &self.id).await {
+                Ok(true) => return Ok(Done::Completed),
+                Ok(false) => return Ok(Done::LeaseLost),
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    warn!(outbox_id = %row.id, error = %e, "could not mark an outbox row sent; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                }
+                Err(e) => return Err(Failure::store("marking the row sent", e)),
+            }
+        }
+    }
+
+    async fn release_number(&self, row: &OutboxRow, deadline: Duration) -> Result<Done, Failure> {
+        let request_id = row
+            .request_id
+            .ok_or_else(|| Failure::permanent("the release job names no request"))?;
+        let request = self
+            .store
+            .find_request(request_id)
+            .await
+            .map_err(|e| Failure::store("loading the request", e))?;
+        match request.status {
+            RequestStatus::Approved => {}
+            // An earlier attempt released it, then lost its lease before closing the job:
+            // the carrier has nothing left to do.
+            RequestStatus::Released => return self.mark_sent(row).await,
+            other => {
+                return Err(Failure::permanent(format!(
+                    "the request is {other}, not approved"
+                )));
+            }
+        }
+        let order = NumberRelease {
+            job_id: row.id,
+            request_id,
+            environment_id: request.environment_id,
+            phone_number_id: request.phone_number_id,
+            phone_number: request.phone_number.clone(),
+        };
+        let receipt = tokio::time::timeout(deadline, self.carrier.release(&order))
+            .await
+            .map_err(|_| {
+                Failure::transient(format!(
+                    "the carrier gave no answer within {} ms",
+                    deadline.as_millis()
+                ))
+            })??;
+        match self
+            .store
+            .complete_release(row.id, &self.id, request_id, &receipt)
+            .await
+        {
+            Ok(ReleaseOutcome::Released(_) | ReleaseOutcome::AlreadyReleased) => {
+                Ok(Done::Completed)
+            }
+            Ok(ReleaseOutcome::LeaseLost) => Ok(Done::LeaseLost),
+            Err(e) => Err(Failure::store("recording the release", e)),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: about 2 s after the first failed attempt, doubling with
+/// each further one, never more than 15 minutes. The jitter (±25%) keeps rows that failed
+/// together (a mail server outage) from all coming back in the same instant.
+pub fn retry_delay(attempt: i32) -> Duration {
+    let doublings = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    let base = FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY);
+    let jitter = rand::rng().random_range(0.75..=1.25);
+    base.mul_f64(jitter).min(MAX_RETRY)
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `host-pid-random`: readable in the console's outbox page, unique even for two workers in
+/// one process.
+fn worker_id() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let random: u32 = rand::rng().random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_retry_is_about_two_seconds() {
+        for _ in 0..100 {
+            let d = retry_delay(1);
+            assert!(
+                d >= Duration::from_millis(1500) && d <= Duration::from_millis(2500),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retries_double_up_to_fifteen_minutes() {
+        for _ in 0..100 {
+            let d = retry_delay(4);
+            assert!(
+                d >= Duration::from_secs(12) && d <= Duration::from_secs(20),
+                "{d:?}"
+            );
+        }
+        for attempt in [10, 12, 50, 100, i32::MAX] {
+            let d = retry_delay(attempt);
+            assert!(d <= MAX_RETRY, "{attempt}: {d:?}");
+            assert!(d >= MAX_RETRY.mul_f64(0.75), "{attempt}: {d:?}");
+        }
+        assert!(retry_delay(0) <= Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn worker_ids_are_unique() {
+        assert_ne!(worker_id(), worker_id());
+        assert!(worker_id().contains(&format!("-{}-", std::process::id())));
+    }
+}
