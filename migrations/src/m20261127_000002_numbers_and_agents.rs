@@ -106,9 +106,15 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(AgentPhoneNumbers::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Agents::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(PhoneNumbers::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(AgentPhoneNumbers::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Agents::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(PhoneNumbers::Table).to_owned())
+            .await
     }
 }
 

@@ -39,10 +39,17 @@ impl MigrationTrait for Migration {
             .await?;
         // Ids are UUIDv7 (time-ordered): "newest first" pages walk these indexes by id.
         for (name, cols) in [
-            ("ix_release_requests_env_id", vec![ReleaseRequests::EnvironmentId, ReleaseRequests::Id]),
+            (
+                "ix_release_requests_env_id",
+                vec![ReleaseRequests::EnvironmentId, ReleaseRequests::Id],
+            ),
             (
                 "ix_release_requests_env_status_id",
-                vec![ReleaseRequests::EnvironmentId, ReleaseRequests::Status, ReleaseRequests::Id],
+                vec![
+                    ReleaseRequests::EnvironmentId,
+                    ReleaseRequests::Status,
+                    ReleaseRequests::Id,
+                ],
             ),
             (
                 "ix_release_requests_phone_id",
@@ -74,7 +81,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(ReleaseRequests::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(ReleaseRequests::Table).to_owned())
+            .await
     }
 }
 

@@ -54,9 +54,15 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(LoginThrottle::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(StaffSessions::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(StaffUsers::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(LoginThrottle::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(StaffSessions::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(StaffUsers::Table).to_owned())
+            .await
     }
 }
 

@@ -1,1 +1,152 @@
-//! placeholder
+//! releasedesk's customer REST API (`/api/v1`), on axum 0.8.
+//!
+//! Conventions: one error type ([`ApiError`]) rendered as the envelope
+//! `{"success": false, "message", "code"}`; successes as `{"success": true, "data"}`; every
+//! query scoped to the bearer token's environment; the OpenAPI 3.1 document is generated from
+//! the handlers themselves (utoipa), so it cannot drift from the routes.
+
+mod dto;
+mod error;
+mod extract;
+mod routes;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use releasedesk_store::Store;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use dto::rfc3339;
+pub use error::{ApiError, ErrorBody, MSG_ALREADY_PENDING, MSG_IN_USE, MSG_UNAUTHORIZED};
+pub use extract::MAX_BODY_BYTES;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "releasedesk API",
+        description = "Request the release of phone numbers you no longer need; support reviews each request before the number is released.",
+        version = "1.0.0"
+    ),
+    servers((url = "/api/v1")),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "Release requests", description = "Ask for a number to be released, follow and cancel the request."),
+        (name = "Phone numbers", description = "The environment's numbers."),
+        (name = "Agents", description = "The environment's agents and the numbers they hold."),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("talq_…")
+                    .description(Some("An environment token: `Authorization: Bearer talq_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::release_requests::request_release))
+        .routes(routes!(routes::release_requests::list))
+        .routes(routes!(routes::release_requests::get))
+        .routes(routes!(routes::release_requests::cancel))
+        .routes(routes!(routes::phone_numbers::list))
+        .routes(routes!(routes::phone_numbers::get))
+        .routes(routes!(routes::agents::list))
+        .routes(routes!(routes::agents::update_calling))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().1
+}
+
+/// Every `/api/v1/...` route.
+pub fn router(store: Store) -> Router {
+    let (routes, doc) = api_router();
+    let doc = std::sync::Arc::new(doc);
+    let api = routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are read by `JsonBody`, which turns the limit into a 413 envelope; the extra
+        // byte lets it tell "exactly at the limit" from "over".
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
+        .layer(middleware::from_fn(reject_oversized_and_tag_errors))
+        .with_state(store);
+    Router::new().nest("/api/v1", api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed on this endpoint",
+    )
+}
+
+/// Refuses a declared `Content-Length` over the limit before anything is read, and puts the
+/// request id into 500 messages (the handler that failed does not know it; this layer does).
+async fn reject_oversized_and_tag_errors(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return extract::too_large().into_response();
+    }
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(req).await;
+    if response
+        .extensions()
+        .get::<error::InternalErrorMarker>()
+        .is_none()
+    {
+        return response;
+    }
+    let message = match request_id {
+        Some(id) => format!("An internal error occurred; quote request id {id} to support"),
+        None => "An internal error occurred".to_owned(),
+    };
+    let mut response =
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message).into_response();
+    response
+        .extensions_mut()
+        .remove::<error::InternalErrorMarker>();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

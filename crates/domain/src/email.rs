@@ -21,7 +21,8 @@ impl EmailAddress {
             return Err(EmailError);
         }
         let (local, domain) = s.rsplit_once('@').ok_or(EmailError)?;
-        if local.is_empty() || domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') {
+        if local.is_empty() || domain.is_empty() || domain.starts_with('.') || domain.ends_with('.')
+        {
             return Err(EmailError);
         }
         if s.contains(['<', '>', ',', ';', '"']) {
@@ -54,13 +55,25 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_addresses() {
-        assert_eq!(EmailAddress::parse(" Ops@Example.com ").unwrap().as_str(), "ops@example.com");
+        assert_eq!(
+            EmailAddress::parse(" Ops@Example.com ").unwrap().as_str(),
+            "ops@example.com"
+        );
         assert!(EmailAddress::parse("support@localhost").is_ok());
     }
 
     #[test]
     fn refuses_what_would_break_a_header() {
-        for bad in ["", "no-at-sign", "@example.com", "a@", "a b@example.com", "a@b.com\r\nBcc: x@y", "<a@b.com>", "a@.com"] {
+        for bad in [
+            "",
+            "no-at-sign",
+            "@example.com",
+            "a@",
+            "a b@example.com",
+            "a@b.com\r\nBcc: x@y",
+            "<a@b.com>",
+            "a@.com",
+        ] {
             assert_eq!(EmailAddress::parse(bad), Err(EmailError), "{bad:?}");
         }
     }

@@ -111,7 +111,13 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_errors() {
-        for bad in ["", "phone-uuid-1", "1234", "{67e55044-10b1-426f-9247-bb680e5fe0c8}", "urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8"] {
+        for bad in [
+            "",
+            "phone-uuid-1",
+            "1234",
+            "{67e55044-10b1-426f-9247-bb680e5fe0c8}",
+            "urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8",
+        ] {
             assert_eq!(PhoneNumberId::parse(bad), Err(IdError), "{bad}");
         }
     }

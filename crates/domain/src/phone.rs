@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn the_seed_example_is_valid() {
-        assert_eq!(E164::parse("+15551234567").unwrap().as_str(), "+15551234567");
+        assert_eq!(
+            E164::parse("+15551234567").unwrap().as_str(),
+            "+15551234567"
+        );
     }
 
     #[test]
@@ -76,7 +79,10 @@ mod tests {
         assert_eq!(E164::parse("15551234567"), Err(E164Error::MissingPlus));
         assert_eq!(E164::parse("+1 555 123 4567"), Err(E164Error::NotDigits));
         assert_eq!(E164::parse("+1234567"), Err(E164Error::WrongLength(7)));
-        assert_eq!(E164::parse("+1234567890123456"), Err(E164Error::WrongLength(16)));
+        assert_eq!(
+            E164::parse("+1234567890123456"),
+            Err(E164Error::WrongLength(16))
+        );
         assert_eq!(E164::parse("+05551234567"), Err(E164Error::LeadingZero));
         assert_eq!(E164::parse("+١٥٥٥١٢٣٤٥٦٧"), Err(E164Error::NotDigits));
         assert_eq!(E164::parse(""), Err(E164Error::MissingPlus));
@@ -92,7 +98,8 @@ mod tests {
         #[test]
         fn every_valid_shape_parses(first in 1u8..=9, rest in "[0-9]{7,14}") {
             let s = format!("+{first}{rest}");
-            prop_assert_eq!(E164::parse(&s).unwrap().as_str(), s.as_str());
+            let parsed = E164::parse(&s).unwrap();
+            prop_assert_eq!(parsed.as_str(), s.as_str());
         }
 
         #[test]

@@ -158,9 +158,9 @@ impl RequestStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use RequestAction as A;
     use RequestStatus as S;
+    use proptest::prelude::*;
 
     #[test]
     fn the_full_transition_table() {
@@ -193,7 +193,10 @@ mod tests {
     #[test]
     fn transition_errors_name_the_status() {
         let err = S::Cancelled.cancel().unwrap_err();
-        assert_eq!(err.to_string(), "cannot cancel a release request that is cancelled");
+        assert_eq!(
+            err.to_string(),
+            "cannot cancel a release request that is cancelled"
+        );
     }
 
     #[test]

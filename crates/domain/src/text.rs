@@ -20,7 +20,10 @@ pub enum TextError {
 
 fn parse_text(input: &str, min: usize, max: usize) -> Result<String, TextError> {
     let trimmed = input.trim();
-    if let Some(c) = trimmed.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
+    if let Some(c) = trimmed
+        .chars()
+        .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+    {
         return Err(TextError::ControlCharacter(c as u32));
     }
     let actual = trimmed.chars().count();
@@ -101,7 +104,10 @@ mod tests {
         assert!(Reason::parse(&five_hundred_emoji).is_ok());
         assert_eq!(
             Reason::parse(&"📞".repeat(501)),
-            Err(TextError::TooLong { max: 500, actual: 501 })
+            Err(TextError::TooLong {
+                max: 500,
+                actual: 501
+            })
         );
     }
 

@@ -164,7 +164,9 @@ impl Event<'_> {
             phone_number_id: Set(self.phone_number_id.map(|i| i.as_uuid())),
             detail: Set(self.detail.map(|d| d.to_string())),
         };
-        audit_event::Entity::insert(row).exec_without_returning(tx).await?;
+        audit_event::Entity::insert(row)
+            .exec_without_returning(tx)
+            .await?;
         Ok(())
     }
 }
@@ -197,7 +199,10 @@ impl Store {
     }
 
     /// A request's timeline, oldest first.
-    pub async fn request_timeline(&self, request: RequestId) -> Result<Vec<AuditEntry>, StoreError> {
+    pub async fn request_timeline(
+        &self,
+        request: RequestId,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = audit_event::Entity::find()
             .filter(audit_event::Column::RequestId.eq(request.as_uuid()))
             .order_by_asc(audit_event::Column::Id)

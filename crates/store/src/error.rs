@@ -42,7 +42,10 @@ pub enum StoreError {
     #[error("no such outbox row, or it is not dead")]
     OutboxRowNotRetryable,
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("database error")]
     Database(#[from] DbErr),
 }

@@ -73,10 +73,15 @@ impl Store {
             .exec(&tx)
             .await?;
         if res.rows_affected != 1 {
-            return Err(StoreError::NotPending(crate::requests::current_status(&tx, request_id).await?));
+            return Err(StoreError::NotPending(
+                crate::requests::current_status(&tx, request_id).await?,
+            ));
         }
         phone_number::Entity::update_many()
-            .col_expr(phone_number::Column::Status, PhoneNumberStatus::Released.as_str().into())
+            .col_expr(
+                phone_number::Column::Status,
+                PhoneNumberStatus::Released.as_str().into(),
+            )
             .col_expr(phone_number::Column::ReleasedAt, Some(at).into())
             .col_expr(phone_number::Column::UpdatedAt, at.into())
             .filter(phone_number::Column::Id.eq(current.phone_number_id.as_uuid()))
@@ -122,6 +127,10 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(ReleaseOutcome::Released(ReleaseRequest { status: next, released_at: Some(at), ..current }))
+        Ok(ReleaseOutcome::Released(ReleaseRequest {
+            status: next,
+            released_at: Some(at),
+            ..current
+        }))
     }
 }

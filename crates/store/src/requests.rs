@@ -44,11 +44,22 @@ impl<T> Page<T> {
     }
 
     /// Builds a page from `limit + 1` fetched rows: the extra row only says there is more.
-    pub(crate) fn from_probe(mut rows: Vec<T>, limit: u64, id_of: impl Fn(&T) -> uuid::Uuid) -> Self {
+    pub(crate) fn from_probe(
+        mut rows: Vec<T>,
+        limit: u64,
+        id_of: impl Fn(&T) -> uuid::Uuid,
+    ) -> Self {
         let has_more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if has_more { rows.last().map(|r| Cursor(id_of(r))) } else { None };
-        Self { items: rows, next_cursor }
+        let next_cursor = if has_more {
+            rows.last().map(|r| Cursor(id_of(r)))
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 
@@ -62,7 +73,12 @@ pub struct ListFilter {
 
 impl Default for ListFilter {
     fn default() -> Self {
-        Self { status: None, phone_number_id: None, limit: 50, cursor: None }
+        Self {
+            status: None,
+            phone_number_id: None,
+            limit: 50,
+            cursor: None,
+        }
     }
 }
 
@@ -84,7 +100,11 @@ impl Store {
             .query_one_raw(self.stmt(
                 "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2 AND environment_id = $3 \
                  RETURNING e164, status",
-                [at.into(), phone_number_id.as_uuid().into(), auth.environment_id.as_uuid().into()],
+                [
+                    at.into(),
+                    phone_number_id.as_uuid().into(),
+                    auth.environment_id.as_uuid().into(),
+                ],
             ))
             .await?
             .ok_or(StoreError::PhoneNumberNotFound)?;
@@ -116,7 +136,9 @@ impl Store {
             review_note: Set(None),
             reviewed_by: Set(None),
         };
-        let inserted = release_request::Entity::insert(model.clone()).exec_without_returning(&tx).await;
+        let inserted = release_request::Entity::insert(model.clone())
+            .exec_without_returning(&tx)
+            .await;
         if let Err(e) = inserted {
             return Err(if StoreError::is_unique_violation(&e) {
                 StoreError::ReleaseAlreadyPending
@@ -218,7 +240,10 @@ impl Store {
             .await?
             .ok_or(StoreError::RequestNotFound)?
             .try_into()?;
-        let next = current.status.cancel().map_err(|e| StoreError::NotPending(e.from))?;
+        let next = current
+            .status
+            .cancel()
+            .map_err(|e| StoreError::NotPending(e.from))?;
         let res = release_request::Entity::update_many()
             .col_expr(release_request::Column::Status, next.as_str().into())
             .col_expr(release_request::Column::ResolvedAt, Some(at).into())
@@ -243,7 +268,11 @@ impl Store {
         .record(&tx)
         .await?;
         tx.commit().await?;
-        Ok(ReleaseRequest { status: next, resolved_at: Some(at), ..current })
+        Ok(ReleaseRequest {
+            status: next,
+            resolved_at: Some(at),
+            ..current
+        })
     }
 }
 
@@ -263,14 +292,15 @@ pub(crate) async fn open_request_status(
         .select_only()
         .column(release_request::Column::Status)
         .filter(release_request::Column::PhoneNumberId.eq(phone_number_id.as_uuid()))
-        .filter(
-            release_request::Column::Status
-                .is_in([RequestStatus::Pending.as_str(), RequestStatus::Approved.as_str()]),
-        )
+        .filter(release_request::Column::Status.is_in([
+            RequestStatus::Pending.as_str(),
+            RequestStatus::Approved.as_str(),
+        ]))
         .into_tuple::<String>()
         .one(db)
         .await?;
-    open.map(|s| parse_column("release_requests.status", &s)).transpose()
+    open.map(|s| parse_column("release_requests.status", &s))
+        .transpose()
 }
 
 pub(crate) async fn current_status(
@@ -314,12 +344,17 @@ pub(crate) async fn active_agents_holding(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name)| AgentRef { id: id.into(), name })
+        .map(|(id, name)| AgentRef {
+            id: id.into(),
+            name,
+        })
         .collect())
 }
 
 impl AuthContext {
     pub fn actor(&self) -> Actor {
-        Actor::Customer { token_prefix: self.token_prefix.clone() }
+        Actor::Customer {
+            token_prefix: self.token_prefix.clone(),
+        }
     }
 }

@@ -84,7 +84,10 @@ impl Store {
             q.order_by_desc(release_request::Column::RequestedAt)
                 .order_by_desc(release_request::Column::Id)
         };
-        let rows = q.limit(filter.limit.clamp(1, 500)).all(self.reader()).await?;
+        let rows = q
+            .limit(filter.limit.clamp(1, 500))
+            .all(self.reader())
+            .await?;
         let envs: std::collections::HashMap<uuid::Uuid, String> = {
             let ids: std::collections::BTreeSet<uuid::Uuid> =
                 rows.iter().map(|r| r.environment_id).collect();
@@ -106,7 +109,10 @@ impl Store {
         rows.into_iter()
             .map(|m| {
                 let environment_name = envs.get(&m.environment_id).cloned().unwrap_or_default();
-                Ok(QueueItem { request: m.try_into()?, environment_name })
+                Ok(QueueItem {
+                    request: m.try_into()?,
+                    environment_name,
+                })
             })
             .collect()
     }
@@ -116,7 +122,8 @@ impl Store {
         let mut out = Vec::new();
         for &s in RequestStatus::ALL {
             let n = sea_orm::PaginatorTrait::count(
-                release_request::Entity::find().filter(release_request::Column::Status.eq(s.as_str())),
+                release_request::Entity::find()
+                    .filter(release_request::Column::Status.eq(s.as_str())),
                 self.reader(),
             )
             .await?;
@@ -143,7 +150,14 @@ impl Store {
         let blocking_agents = active_agents_holding(self.reader(), request.phone_number_id).await?;
         let timeline = self.request_timeline(id).await?;
         let notifications = self.outbox_for_request(id).await?;
-        Ok(RequestDetail { request, environment, number, blocking_agents, timeline, notifications })
+        Ok(RequestDetail {
+            request,
+            environment,
+            number,
+            blocking_agents,
+            timeline,
+            notifications,
+        })
     }
 
     /// Approves a pending request: irreversible.
@@ -167,7 +181,10 @@ impl Store {
             .await?
             .ok_or(StoreError::RequestNotFound)?
             .try_into()?;
-        let next = current.status.approve().map_err(|e| StoreError::NotPending(e.from))?;
+        let next = current
+            .status
+            .approve()
+            .map_err(|e| StoreError::NotPending(e.from))?;
         if confirm_number.trim() != current.phone_number {
             return Err(StoreError::ConfirmationMismatch);
         }
@@ -200,9 +217,27 @@ impl Store {
         .record(&tx)
         .await?;
         let recipient = notify_email(&tx, current.environment_id).await?;
-        let payload = OutboxPayload { decided_by: staff_label(staff) };
-        enqueue(&tx, OutboxKind::EmailRequestApproved, current.environment_id, id, recipient.as_ref(), &payload).await?;
-        enqueue(&tx, OutboxKind::ReleaseNumber, current.environment_id, id, None, &payload).await?;
+        let payload = OutboxPayload {
+            decided_by: staff_label(staff),
+        };
+        enqueue(
+            &tx,
+            OutboxKind::EmailRequestApproved,
+            current.environment_id,
+            id,
+            recipient.as_ref(),
+            &payload,
+        )
+        .await?;
+        enqueue(
+            &tx,
+            OutboxKind::ReleaseNumber,
+            current.environment_id,
+            id,
+            None,
+            &payload,
+        )
+        .await?;
         tx.commit().await?;
         Ok(ReleaseRequest {
             status: next,
@@ -227,13 +262,19 @@ impl Store {
             .await?
             .ok_or(StoreError::RequestNotFound)?
             .try_into()?;
-        let next = current.status.reject().map_err(|e| StoreError::NotPending(e.from))?;
+        let next = current
+            .status
+            .reject()
+            .map_err(|e| StoreError::NotPending(e.from))?;
         let note = note.into_inner();
         let reviewer = staff_id(staff);
         let res = release_request::Entity::update_many()
             .col_expr(release_request::Column::Status, next.as_str().into())
             .col_expr(release_request::Column::ResolvedAt, Some(at).into())
-            .col_expr(release_request::Column::ReviewNote, Some(note.clone()).into())
+            .col_expr(
+                release_request::Column::ReviewNote,
+                Some(note.clone()).into(),
+            )
             .col_expr(release_request::Column::ReviewedBy, reviewer.into())
             .filter(release_request::Column::Id.eq(id.as_uuid()))
             .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
@@ -253,8 +294,18 @@ impl Store {
         .record(&tx)
         .await?;
         let recipient = notify_email(&tx, current.environment_id).await?;
-        let payload = OutboxPayload { decided_by: staff_label(staff) };
-        enqueue(&tx, OutboxKind::EmailRequestRejected, current.environment_id, id, recipient.as_ref(), &payload).await?;
+        let payload = OutboxPayload {
+            decided_by: staff_label(staff),
+        };
+        enqueue(
+            &tx,
+            OutboxKind::EmailRequestRejected,
+            current.environment_id,
+            id,
+            recipient.as_ref(),
+            &payload,
+        )
+        .await?;
         tx.commit().await?;
         Ok(ReleaseRequest {
             status: next,

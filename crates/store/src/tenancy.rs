@@ -15,7 +15,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::audit::Event;
-use crate::entities::{agent, agent_phone_number, api_token, environment, phone_number, release_request};
+use crate::entities::{
+    agent, agent_phone_number, api_token, environment, phone_number, release_request,
+};
 use crate::requests::{Cursor, Page};
 use crate::views::parse_column;
 use crate::{AgentView, AssignedAgent, AuditAction, PhoneNumberView, Store, StoreError, now};
@@ -38,7 +40,12 @@ pub struct EnvironmentInfo {
 
 impl From<environment::Model> for EnvironmentInfo {
     fn from(m: environment::Model) -> Self {
-        Self { id: m.id.into(), name: m.name, notify_email: m.notify_email, created_at: m.created_at }
+        Self {
+            id: m.id.into(),
+            name: m.name,
+            notify_email: m.notify_email,
+            created_at: m.created_at,
+        }
     }
 }
 
@@ -140,7 +147,11 @@ impl Store {
         api_token::Entity::insert(api_token::ActiveModel::from(model.clone()))
             .exec_without_returning(self.writer())
             .await?;
-        Ok(IssuedToken { id: model.id, token, info: model.into() })
+        Ok(IssuedToken {
+            id: model.id,
+            token,
+            info: model.into(),
+        })
     }
 
     /// Revokes every live token with this display prefix; returns how many.
@@ -274,10 +285,10 @@ impl Store {
                 .column(release_request::Column::PhoneNumberId)
                 .column(release_request::Column::Id)
                 .filter(release_request::Column::PhoneNumberId.is_in(ids))
-                .filter(
-                    release_request::Column::Status
-                        .is_in([RequestStatus::Pending.as_str(), RequestStatus::Approved.as_str()]),
-                )
+                .filter(release_request::Column::Status.is_in([
+                    RequestStatus::Pending.as_str(),
+                    RequestStatus::Approved.as_str(),
+                ]))
                 .into_tuple::<(Uuid, Uuid)>()
                 .all(db)
                 .await?
@@ -287,11 +298,17 @@ impl Store {
         let mut by_number: HashMap<Uuid, Vec<AssignedAgent>> = HashMap::new();
         for a in &assignments {
             if let Some(agent) = agents.get(&a.agent_id) {
-                by_number.entry(a.phone_number_id).or_default().push(AssignedAgent {
-                    id: agent.id.into(),
-                    name: agent.name.clone(),
-                    current_status: parse_column("agents.current_status", &agent.current_status)?,
-                });
+                by_number
+                    .entry(a.phone_number_id)
+                    .or_default()
+                    .push(AssignedAgent {
+                        id: agent.id.into(),
+                        name: agent.name.clone(),
+                        current_status: parse_column(
+                            "agents.current_status",
+                            &agent.current_status,
+                        )?,
+                    });
             }
         }
         models
@@ -338,7 +355,8 @@ impl Store {
         })
         .exec_without_returning(&tx)
         .await?;
-        self.replace_assignments(&tx, environment_id, id, &[], numbers).await?;
+        self.replace_assignments(&tx, environment_id, id, &[], numbers)
+            .await?;
         tx.commit().await?;
         self.get_agent(environment_id, id).await
     }
@@ -364,8 +382,8 @@ impl Store {
         limit: u64,
         cursor: Option<Cursor>,
     ) -> Result<Page<AgentView>, StoreError> {
-        let mut q = agent::Entity::find()
-            .filter(agent::Column::EnvironmentId.eq(environment_id.as_uuid()));
+        let mut q =
+            agent::Entity::find().filter(agent::Column::EnvironmentId.eq(environment_id.as_uuid()));
         if let Some(c) = cursor {
             q = q.filter(agent::Column::Id.gt(c.0));
         }
@@ -388,7 +406,10 @@ impl Store {
                 .all(self.reader())
                 .await?
             {
-                by_agent.entry(a.agent_id).or_default().push(a.phone_number_id.into());
+                by_agent
+                    .entry(a.agent_id)
+                    .or_default()
+                    .push(a.phone_number_id.into());
             }
         }
         models
@@ -442,7 +463,8 @@ impl Store {
             .into_iter()
             .map(Into::into)
             .collect();
-        self.replace_assignments(&tx, env, agent_id, &current, numbers).await?;
+        self.replace_assignments(&tx, env, agent_id, &current, numbers)
+            .await?;
         let actor = auth.actor();
         Event {
             actor: &actor,
@@ -489,7 +511,10 @@ impl Store {
             {
                 return Err(StoreError::PhoneNumberReleased);
             }
-            if crate::requests::open_request_status(tx, number).await?.is_some() {
+            if crate::requests::open_request_status(tx, number)
+                .await?
+                .is_some()
+            {
                 return Err(StoreError::PhoneNumberReleasePending);
             }
             agent_phone_number::Entity::insert(agent_phone_number::ActiveModel {

@@ -124,7 +124,10 @@ impl AgentView {
 }
 
 /// A status column holding a value the domain does not know is corrupt data, not user error.
-pub(crate) fn parse_column<T: std::str::FromStr>(column: &str, value: &str) -> Result<T, StoreError> {
+pub(crate) fn parse_column<T: std::str::FromStr>(
+    column: &str,
+    value: &str,
+) -> Result<T, StoreError> {
     value.parse().map_err(|_| {
         StoreError::Database(sea_orm::DbErr::Type(format!(
             "{column} holds unknown value {value:?}"

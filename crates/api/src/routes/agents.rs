@@ -1,0 +1,88 @@
+//! The environment's agents, and how a customer detaches numbers from them.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use releasedesk_domain::{AgentId, Direction, PhoneNumberId};
+use releasedesk_store::Store;
+
+use super::page_params;
+use super::phone_numbers::PageQuery;
+use crate::ApiError;
+use crate::dto::{AgentCallingBody, AgentDto, Envelope};
+use crate::error::ErrorBody;
+use crate::extract::{Auth, JsonBody};
+
+/// List the environment's agents with their numbers, oldest first.
+#[utoipa::path(
+    get,
+    path = "/agents",
+    tag = "Agents",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of agents", body = Envelope<Vec<AgentDto>>),
+        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(store): State<Store>,
+    Auth(auth): Auth,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Envelope<Vec<AgentDto>>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
+    let (limit, cursor) = page_params(q.limit.as_deref(), q.cursor.as_deref())?;
+    let page = store
+        .list_agents(auth.environment_id, limit, cursor)
+        .await?;
+    Ok(Json(Envelope::page(page, AgentDto::from)))
+}
+
+/// Update an agent's calling: its direction and the complete list of its numbers.
+///
+/// Numbers left out are detached — this is how a number is freed before requesting its
+/// release. A number being added must not be released and must have no open release request.
+#[utoipa::path(
+    put,
+    path = "/agents/{agent_id}/calling",
+    tag = "Agents",
+    params(("agent_id" = String, Path, description = "UUID of the agent.")),
+    request_body(content = AgentCallingBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated agent", body = Envelope<AgentDto>),
+        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 404, description = "`AGENT_NOT_FOUND` or `PHONE_NUMBER_NOT_FOUND` (a listed number)", body = ErrorBody),
+        (status = 409, description = "`PHONE_NUMBER_RELEASE_PENDING` or `PHONE_NUMBER_RELEASED`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_calling(
+    State(store): State<Store>,
+    Auth(auth): Auth,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody<AgentCallingBody>,
+) -> Result<Json<Envelope<AgentDto>>, ApiError> {
+    let direction = body
+        .direction
+        .ok_or_else(|| ApiError::validation("direction", "is required"))?
+        .parse::<Direction>()
+        .map_err(|_| ApiError::validation("direction", "must be inbound or outbound"))?;
+    let ids = body
+        .phone_number_ids
+        .ok_or_else(|| ApiError::validation("phone_number_ids", "is required"))?;
+    let agent_id = AgentId::parse(&agent_id).map_err(|_| ApiError::agent_not_found())?;
+    let ids = ids
+        .iter()
+        .map(|s| PhoneNumberId::parse(s).map_err(|_| ApiError::phone_number_not_found()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agent = store
+        .set_agent_calling(&auth, agent_id, direction, &ids)
+        .await?;
+    tracing::info!(agent_id = %agent.id, "agent calling updated");
+    Ok(Json(Envelope::new(agent.into())))
+}
