@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use releasedesk_domain::{
     ApprovalNote, EmailAddress, EnvironmentId, RejectionNote, RequestId, RequestStatus,
 };
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::audit::Event;
 use crate::entities::{environment, release_request};
@@ -188,6 +188,13 @@ impl Store {
         if confirm_number.trim() != current.phone_number {
             return Err(StoreError::ConfirmationMismatch);
         }
+        // Lock the number's row (the lock requests and assignments take too) so an agent
+        // activated at this moment cannot slip between the check and the update.
+        tx.execute_raw(self.stmt(
+            "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2",
+            [at.into(), current.phone_number_id.as_uuid().into()],
+        ))
+        .await?;
         let agents = active_agents_holding(&tx, current.phone_number_id).await?;
         if !agents.is_empty() {
             return Err(StoreError::PhoneNumberInUse { agents });

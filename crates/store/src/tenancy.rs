@@ -543,16 +543,36 @@ impl Store {
         agent_id: AgentId,
         status: AgentStatus,
     ) -> Result<AgentView, StoreError> {
+        let at = now();
+        let tx = self.begin().await?;
+        // Lock the agent's numbers, in id order, as an approval of one of them does: an
+        // activation and an approval of a number it holds take turns.
+        let mut held: Vec<Uuid> = agent_phone_number::Entity::find()
+            .select_only()
+            .column(agent_phone_number::Column::PhoneNumberId)
+            .filter(agent_phone_number::Column::AgentId.eq(agent_id.as_uuid()))
+            .into_tuple::<Uuid>()
+            .all(&tx)
+            .await?;
+        held.sort();
+        for number in held {
+            tx.execute_raw(self.stmt(
+                "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2",
+                [at.into(), number.into()],
+            ))
+            .await?;
+        }
         let res = agent::Entity::update_many()
             .col_expr(agent::Column::CurrentStatus, status.as_str().into())
-            .col_expr(agent::Column::UpdatedAt, now().into())
+            .col_expr(agent::Column::UpdatedAt, at.into())
             .filter(agent::Column::Id.eq(agent_id.as_uuid()))
             .filter(agent::Column::EnvironmentId.eq(environment_id.as_uuid()))
-            .exec(self.writer())
+            .exec(&tx)
             .await?;
         if res.rows_affected != 1 {
             return Err(StoreError::AgentNotFound);
         }
+        tx.commit().await?;
         self.get_agent(environment_id, agent_id).await
     }
 }
