@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use releasedesk_domain::{
     ApprovalNote, EmailAddress, EnvironmentId, RejectionNote, RequestId, RequestStatus,
 };
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::audit::Event;
 use crate::entities::{environment, release_request};
