@@ -54,7 +54,11 @@ fn start_driver() -> Option<Driver> {
         eprintln!("chromedriver not found: skipping the browser test");
         return None;
     };
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -66,7 +70,10 @@ fn start_driver() -> Option<Driver> {
         assert!(Instant::now() < deadline, "chromedriver did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Driver { child, url: format!("http://127.0.0.1:{port}") })
+    Some(Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
 }
 
 async fn browser(driver: &Driver, profile: &Path) -> Client {
@@ -94,7 +101,9 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
 }
 
 fn save(name: &str, png: &[u8]) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("screenshots");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), png).unwrap();
 }
@@ -123,57 +132,167 @@ async fn reviewer_approves_the_oldest_request_in_a_real_browser(app: TestApp) {
 
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;
-    c.goto(&format!("{}/console/requests", app.base)).await.unwrap();
+    c.goto(&format!("{}/console/requests", app.base))
+        .await
+        .unwrap();
     // Signed out: the console sends us to the sign-in page.
-    c.wait().for_element(Locator::Css("input[name=email]")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().starts_with("/console/login"));
-    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("reviewer@example.com").await.unwrap();
-    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    c.find(Locator::Css("form[action='/console/login'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("input[name=email]"))
+        .await
+        .unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/console/login")
+    );
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("reviewer@example.com")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css(
+        "form[action='/console/login'] button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
 
     // The queue: pending, oldest first.
-    let first = c.wait().for_element(Locator::Css("ol.queue li.queue-item a")).await.unwrap();
-    let queue_text = c.find(Locator::Css("ol.queue")).await.unwrap().text().await.unwrap();
-    assert!(queue_text.contains("+15550000001") && queue_text.contains("+15550000002"), "{queue_text}");
-    assert!(queue_text.contains("<b>not</b>"), "customer markup is shown as text: {queue_text}");
-    save(&format!("queue-{backend}.png"), &c.screenshot().await.unwrap());
+    let first = c
+        .wait()
+        .for_element(Locator::Css("ol.queue li.queue-item a"))
+        .await
+        .unwrap();
+    let queue_text = c
+        .find(Locator::Css("ol.queue"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        queue_text.contains("+15550000001") && queue_text.contains("+15550000002"),
+        "{queue_text}"
+    );
+    assert!(
+        queue_text.contains("<b>not</b>"),
+        "customer markup is shown as text: {queue_text}"
+    );
+    save(
+        &format!("queue-{backend}.png"),
+        &c.screenshot().await.unwrap(),
+    );
     first.click().await.unwrap();
 
     // The request page: reason, number, and the approval form.
-    c.wait().for_element(Locator::Css("input[name=confirm_number]")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with(&oldest), "the oldest request opened first");
-    let page = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
-    assert!(page.contains("We no longer need this number for our agents."), "{page}");
-    save(&format!("request-{backend}.png"), &c.screenshot().await.unwrap());
+    c.wait()
+        .for_element(Locator::Css("input[name=confirm_number]"))
+        .await
+        .unwrap();
+    assert!(
+        c.current_url().await.unwrap().path().ends_with(&oldest),
+        "the oldest request opened first"
+    );
+    let page = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("We no longer need this number for our agents."),
+        "{page}"
+    );
+    save(
+        &format!("request-{backend}.png"),
+        &c.screenshot().await.unwrap(),
+    );
     c.set_window_size(390, 844).await.unwrap();
-    save(&format!("request-phone-{backend}.png"), &c.screenshot().await.unwrap());
+    save(
+        &format!("request-phone-{backend}.png"),
+        &c.screenshot().await.unwrap(),
+    );
     c.set_window_size(1280, 900).await.unwrap();
 
     // A wrong number first: refused, nothing changes.
-    c.find(Locator::Css("input[name=confirm_number]")).await.unwrap().send_keys("+15550000002").await.unwrap();
-    c.find(Locator::Css("form[action$='/approve'] button[type=submit]")).await.unwrap().click().await.unwrap();
-    c.wait().for_element(Locator::Css("input[name=confirm_number]")).await.unwrap();
-    let (_, still) = app.get(&format!("/phone-numbers/release-requests/{oldest}")).await;
+    c.find(Locator::Css("input[name=confirm_number]"))
+        .await
+        .unwrap()
+        .send_keys("+15550000002")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action$='/approve'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("input[name=confirm_number]"))
+        .await
+        .unwrap();
+    let (_, still) = app
+        .get(&format!("/phone-numbers/release-requests/{oldest}"))
+        .await;
     assert_eq!(still["data"]["status"], "pending");
 
     // Then the right one.
-    let input = c.find(Locator::Css("input[name=confirm_number]")).await.unwrap();
+    let input = c
+        .find(Locator::Css("input[name=confirm_number]"))
+        .await
+        .unwrap();
     input.clear().await.unwrap();
     input.send_keys("+15550000001").await.unwrap();
-    c.find(Locator::Css("form[action$='/approve'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form[action$='/approve'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap().to_lowercase();
-        if text.contains("approved") && c.find(Locator::Css("input[name=confirm_number]")).await.is_err() {
+        let text = c
+            .find(Locator::Css("main"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .to_lowercase();
+        if text.contains("approved")
+            && c.find(Locator::Css("input[name=confirm_number]"))
+                .await
+                .is_err()
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "the page never showed the approval: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed the approval: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    save(&format!("approved-{backend}.png"), &c.screenshot().await.unwrap());
+    save(
+        &format!("approved-{backend}.png"),
+        &c.screenshot().await.unwrap(),
+    );
 
     // The API agrees.
-    let (_, got) = app.get(&format!("/phone-numbers/release-requests/{oldest}")).await;
+    let (_, got) = app
+        .get(&format!("/phone-numbers/release-requests/{oldest}"))
+        .await;
     assert_eq!(got["data"]["status"], "approved");
     assert!(got["data"]["resolved_at"].is_string());
     c.close().await.unwrap();

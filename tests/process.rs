@@ -1,18 +1,16 @@
 //! The `releasedesk` binary as an operator runs it: admin commands, `serve` with SIGTERM, and
 //! an outbox worker killed with SIGKILL between claiming a row and sending it.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::smtp::SmtpServer;
-use common::{Backend, TestDb};
 use releasedesk_domain::{E164, EmailAddress, Reason, RequestId, StaffId};
 use releasedesk_store::{Actor, OutboxKind, OutboxState, Store, StoreOptions};
+use releasedesk_testkit::smtp::SmtpServer;
+use releasedesk_testkit::{Backend, TestDb};
 use serde_json::Value;
 
 /// The binary under test, built from this workspace once per test process (a no-op when it is
@@ -25,12 +23,21 @@ fn releasedesk() -> PathBuf {
 fn build_releasedesk() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "releasedesk-server", "--bin", "releasedesk"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "releasedesk-server",
+            "--bin",
+            "releasedesk",
+        ])
         .current_dir(&root)
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building releasedesk failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     target.join("debug").join("releasedesk")
 }
 
@@ -45,56 +52,199 @@ fn run(db: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("releasedesk starts");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
 }
 
 fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "one JSON object on one line: {stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON object on one line: {stdout}"
+    );
     serde_json::from_str(&stdout).unwrap()
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn admin_commands_print_one_json_object(db: TestDb) {
     let url = db.url.as_str();
-    assert_eq!(json_of(&run(url, &["migrate", "--json"], None)), serde_json::json!({ "migrated": true }));
-    let env = json_of(&run(url, &["env", "create", "--name", "Acme", "--notify-email", "ops@acme.example", "--json"], None));
+    assert_eq!(
+        json_of(&run(url, &["migrate", "--json"], None)),
+        serde_json::json!({ "migrated": true })
+    );
+    let env = json_of(&run(
+        url,
+        &[
+            "env",
+            "create",
+            "--name",
+            "Acme",
+            "--notify-email",
+            "ops@acme.example",
+            "--json",
+        ],
+        None,
+    ));
     let env_id = env["id"].as_str().unwrap().to_owned();
-    let token = json_of(&run(url, &["token", "issue", "--env", &env_id, "--label", "ci", "--json"], None));
+    let token = json_of(&run(
+        url,
+        &[
+            "token", "issue", "--env", &env_id, "--label", "ci", "--json",
+        ],
+        None,
+    ));
     let secret = token["token"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("talq_") && secret.len() >= 37);
-    let phone = json_of(&run(url, &["phone", "add", "--env", &env_id, "--number", "+15551234567", "--json"], None));
+    let phone = json_of(&run(
+        url,
+        &[
+            "phone",
+            "add",
+            "--env",
+            &env_id,
+            "--number",
+            "+15551234567",
+            "--json",
+        ],
+        None,
+    ));
     let phone_id = phone["id"].as_str().unwrap().to_owned();
     let agent = json_of(&run(
         url,
-        &["agent", "add", "--env", &env_id, "--name", "Front desk", "--status", "paused", "--direction", "outbound", "--phone", &phone_id, "--json"],
+        &[
+            "agent",
+            "add",
+            "--env",
+            &env_id,
+            "--name",
+            "Front desk",
+            "--status",
+            "paused",
+            "--direction",
+            "outbound",
+            "--phone",
+            &phone_id,
+            "--json",
+        ],
         None,
     ));
     assert!(agent["id"].is_string());
-    let staff = json_of(&run(url, &["staff", "add", "--email", "Rev@Example.com", "--name", "Rev", "--json"], Some("correct horse battery\n")));
+    let staff = json_of(&run(
+        url,
+        &[
+            "staff",
+            "add",
+            "--email",
+            "Rev@Example.com",
+            "--name",
+            "Rev",
+            "--json",
+        ],
+        Some("correct horse battery\n"),
+    ));
     assert!(staff["id"].is_string());
 
     // Human output without --json.
-    let out = run(url, &["phone", "add", "--env", &env_id, "--number", "+15557654321"], None);
+    let out = run(
+        url,
+        &["phone", "add", "--env", &env_id, "--number", "+15557654321"],
+        None,
+    );
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("phone number +15557654321 added: "));
 
     // Bad input: a clear message on stderr, a failing exit code, nothing written.
     for (args, stdin, says) in [
-        (vec!["phone", "add", "--env", env_id.as_str(), "--number", "555-1234"], None, "E.164"),
-        (vec!["phone", "add", "--env", "not-an-id", "--number", "+15550000000"], None, "environment id"),
-        (vec!["phone", "add", "--env", env_id.as_str(), "--number", "+15551234567"], None, "already exists"),
-        (vec!["env", "create", "--name", "X", "--notify-email", "nope"], None, "email"),
-        (vec!["staff", "add", "--email", "short@example.com", "--name", "S"], Some("too short\n"), "12 characters"),
-        (vec!["staff", "add", "--email", "rev@example.com", "--name", "Again"], Some("another long passphrase\n"), "already"),
-        (vec!["token", "revoke", "--prefix", "talq_nothing1"], None, "no live token"),
+        (
+            vec![
+                "phone",
+                "add",
+                "--env",
+                env_id.as_str(),
+                "--number",
+                "555-1234",
+            ],
+            None,
+            "E.164",
+        ),
+        (
+            vec![
+                "phone",
+                "add",
+                "--env",
+                "not-an-id",
+                "--number",
+                "+15550000000",
+            ],
+            None,
+            "environment id",
+        ),
+        (
+            vec![
+                "phone",
+                "add",
+                "--env",
+                env_id.as_str(),
+                "--number",
+                "+15551234567",
+            ],
+            None,
+            "already exists",
+        ),
+        (
+            vec!["env", "create", "--name", "X", "--notify-email", "nope"],
+            None,
+            "email",
+        ),
+        (
+            vec![
+                "staff",
+                "add",
+                "--email",
+                "short@example.com",
+                "--name",
+                "S",
+            ],
+            Some("too short\n"),
+            "12 characters",
+        ),
+        (
+            vec![
+                "staff",
+                "add",
+                "--email",
+                "rev@example.com",
+                "--name",
+                "Again",
+            ],
+            Some("another long passphrase\n"),
+            "already",
+        ),
+        (
+            vec!["token", "revoke", "--prefix", "talq_nothing1"],
+            None,
+            "no live token",
+        ),
     ] {
         let out = run(url, &args, stdin);
         assert!(!out.status.success(), "{args:?} should fail");
@@ -104,10 +254,20 @@ async fn admin_commands_print_one_json_object(db: TestDb) {
 
     // Revoking by display prefix.
     let prefix = token["prefix"].as_str().unwrap();
-    assert_eq!(json_of(&run(url, &["token", "revoke", "--prefix", prefix, "--json"], None)), serde_json::json!({ "revoked": 1 }));
+    assert_eq!(
+        json_of(&run(
+            url,
+            &["token", "revoke", "--prefix", prefix, "--json"],
+            None
+        )),
+        serde_json::json!({ "revoked": 1 })
+    );
     let store = Store::connect(url, StoreOptions::default()).await.unwrap();
     let hash = releasedesk_domain::ApiToken::parse(&secret).unwrap().hash();
-    assert!(store.authenticate(&hash).await.unwrap().is_none(), "revoked tokens no longer authenticate");
+    assert!(
+        store.authenticate(&hash).await.unwrap().is_none(),
+        "revoked tokens no longer authenticate"
+    );
     store.close().await;
 }
 
@@ -134,7 +294,11 @@ impl Drop for Running {
 
 fn spawn(db: &str, args: &[&str], env: &[(&str, String)]) -> Running {
     let mut cmd = Command::new(releasedesk());
-    cmd.args(args).env("DATABASE_URL", db).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(args)
+        .env("DATABASE_URL", db)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -149,12 +313,18 @@ async fn serve_answers_readyz_then_stops_cleanly_on_sigterm() {
     let mut server = spawn(
         &db.url,
         &["serve"],
-        &[("RELEASEDESK_BIND", format!("127.0.0.1:{port}")), ("RELEASEDESK_MAIL_DIR", mail.path().display().to_string())],
+        &[
+            ("RELEASEDESK_BIND", format!("127.0.0.1:{port}")),
+            ("RELEASEDESK_MAIL_DIR", mail.path().display().to_string()),
+        ],
     );
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(res) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+        if let Ok(res) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
             && res.status() == 200
         {
             break;
@@ -162,10 +332,20 @@ async fn serve_answers_readyz_then_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let live = client.get(format!("http://127.0.0.1:{port}/livez")).send().await.unwrap();
+    let live = client
+        .get(format!("http://127.0.0.1:{port}/livez"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
     let pid = server.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = server.0.try_wait().unwrap() {
@@ -175,32 +355,65 @@ async fn serve_answers_readyz_then_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "graceful shutdown exits 0: {status}");
-    assert!(client.get(format!("http://127.0.0.1:{port}/livez")).send().await.is_err());
+    assert!(
+        client
+            .get(format!("http://127.0.0.1:{port}/livez"))
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 /// Kill the worker (SIGKILL) after it claimed the "approved" email and before the SMTP server
 /// took it; a new worker delivers it once the lease expires, with the same Message-ID, and
 /// every email arrives exactly once.
 async fn killed_worker_row_is_delivered_after_restart(db: TestDb) {
-    let store = Store::connect(&db.url, StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&db.url, StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    let env = store.create_environment("Acme", &EmailAddress::parse("ops@acme.example").unwrap()).await.unwrap();
-    let number = store.add_phone_number(env.id, &E164::parse("+15551234567").unwrap()).await.unwrap();
+    let env = store
+        .create_environment("Acme", &EmailAddress::parse("ops@acme.example").unwrap())
+        .await
+        .unwrap();
+    let number = store
+        .add_phone_number(env.id, &E164::parse("+15551234567").unwrap())
+        .await
+        .unwrap();
     let token = store.issue_token(env.id, None).await.unwrap();
-    let auth = store.authenticate(&token.token.hash()).await.unwrap().unwrap();
+    let auth = store
+        .authenticate(&token.token.hash())
+        .await
+        .unwrap()
+        .unwrap();
     let request = store
-        .request_release(&auth, number.id, Reason::parse("No longer needed after the migration.").unwrap())
+        .request_release(
+            &auth,
+            number.id,
+            Reason::parse("No longer needed after the migration.").unwrap(),
+        )
         .await
         .unwrap();
     store
-        .approve(&Actor::Staff { id: StaffId::new(), email: "rev@example.com".into() }, request.id, "+15551234567", None)
+        .approve(
+            &Actor::Staff {
+                id: StaffId::new(),
+                email: "rev@example.com".into(),
+            },
+            request.id,
+            "+15551234567",
+            None,
+        )
         .await
         .unwrap();
     let approved_row = email_row(&store, request.id, OutboxKind::EmailRequestApproved).await;
 
     // An SMTP server that accepts connections and never answers: the worker is stuck mid-send.
     let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
-    let black_hole_url = format!("smtp://127.0.0.1:{}", black_hole.local_addr().unwrap().port());
+    let black_hole_url = format!(
+        "smtp://127.0.0.1:{}",
+        black_hole.local_addr().unwrap().port()
+    );
     let mail = tempfile::tempdir().unwrap();
     let worker_env = |smtp: String| {
         vec![
@@ -208,7 +421,10 @@ async fn killed_worker_row_is_delivered_after_restart(db: TestDb) {
             ("RELEASEDESK_MAIL_DIR", mail.path().display().to_string()),
             ("RELEASEDESK_WORKER_LEASE_SECS", "3".to_owned()),
             ("RELEASEDESK_WORKER_POLL_MS", "50".to_owned()),
-            ("RELEASEDESK_PUBLIC_URL", "http://releasedesk.test".to_owned()),
+            (
+                "RELEASEDESK_PUBLIC_URL",
+                "http://releasedesk.test".to_owned(),
+            ),
         ]
     };
     let mut first = spawn(&db.url, &["worker"], &worker_env(black_hole_url));
@@ -218,7 +434,10 @@ async fn killed_worker_row_is_delivered_after_restart(db: TestDb) {
         if row.lease_owner.is_some() && row.attempts == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "the worker never claimed the row");
+        assert!(
+            Instant::now() < deadline,
+            "the worker never claimed the row"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.0.kill().unwrap(); // SIGKILL: no chance to hand the lease back
@@ -231,22 +450,55 @@ async fn killed_worker_row_is_delivered_after_restart(db: TestDb) {
     let _second = spawn(&db.url, &["worker"], &worker_env(smtp.url()));
     let deadline = Instant::now() + Duration::from_secs(60);
     while store.outbox_pending_count().await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the outbox did not drain after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "the outbox did not drain after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let received = smtp.received();
-    let ids: Vec<String> = received.iter().map(|m| m.parsed().header("Message-ID").unwrap()).collect();
+    let ids: Vec<String> = received
+        .iter()
+        .map(|m| m.parsed().header("Message-ID").unwrap())
+        .collect();
     let expected = format!("<{approved_row}@releasedesk.test>");
-    assert_eq!(ids.iter().filter(|id| **id == expected).count(), 1, "approved email exactly once: {ids:?}");
-    assert_eq!(received.len(), 2, "approved and released, once each: {ids:?}");
+    assert_eq!(
+        ids.iter().filter(|id| **id == expected).count(),
+        1,
+        "approved email exactly once: {ids:?}"
+    );
+    assert_eq!(
+        received.len(),
+        2,
+        "approved and released, once each: {ids:?}"
+    );
     let row = store.outbox_row(approved_row).await.unwrap().unwrap();
     assert_eq!((row.state, row.attempts), (OutboxState::Sent, 2));
-    assert_eq!(store.find_request(request.id).await.unwrap().status.as_str(), "released");
+    assert_eq!(
+        store
+            .find_request(request.id)
+            .await
+            .unwrap()
+            .status
+            .as_str(),
+        "released"
+    );
     store.close().await;
 }
 
-async fn email_row(store: &Store, request: RequestId, kind: OutboxKind) -> releasedesk_domain::OutboxId {
-    store.outbox_for_request(request).await.unwrap().into_iter().find(|r| r.kind == kind).unwrap().id
+async fn email_row(
+    store: &Store,
+    request: RequestId,
+    kind: OutboxKind,
+) -> releasedesk_domain::OutboxId {
+    store
+        .outbox_for_request(request)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == kind)
+        .unwrap()
+        .id
 }
 
 #[tokio::test]

@@ -1,15 +1,11 @@
 //! The black-box test harness: a real server on a random loopback port, on a fresh database.
 //!
 //! Every integration test runs twice, on SQLite and on PostgreSQL, through [`backend_tests!`].
-//! PostgreSQL comes from `TEST_DATABASE_URL` (a fresh database is created per test and dropped
-//! after). Without it the PostgreSQL variant is skipped locally, and **fails** in CI
-//! (`CI=true`), so CI cannot silently pass without PostgreSQL.
+//! The database comes from `releasedesk_testkit::TestDb` (PostgreSQL from `TEST_DATABASE_URL`,
+//! a fresh database per test, dropped after). Without it the PostgreSQL variant is skipped
+//! locally, and **fails** in CI (`CI=true`), so CI cannot silently pass without PostgreSQL.
 
 #![allow(dead_code)]
-
-/// The in-process SMTP server of the notify crate's tests.
-#[path = "../../crates/notify/tests/common/smtp.rs"]
-pub mod smtp;
 
 use std::path::PathBuf;
 
@@ -18,15 +14,9 @@ use releasedesk_domain::{
 };
 use releasedesk_server::{RunningServer, ServeConfig};
 use releasedesk_store::{AuthContext, Store};
+pub use releasedesk_testkit::{Backend, TestDb};
 use reqwest::StatusCode;
-use sea_orm::ConnectionTrait;
 use serde_json::Value;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Generates `mod sqlite { … }` and `mod postgres { … }` with one `#[tokio::test]` per named
 /// test function (`async fn name(app: TestApp)` in the parent module).
@@ -54,84 +44,6 @@ macro_rules! backend_tests {
             )*
         }
     };
-}
-
-/// A fresh, empty database for one test.
-pub struct TestDb {
-    pub url: String,
-    pub backend: Backend,
-    _dir: Option<tempfile::TempDir>,
-    pg_drop: Option<(String, String)>,
-}
-
-impl TestDb {
-    /// `None` when the backend is not available here (PostgreSQL without `TEST_DATABASE_URL`
-    /// outside CI). In CI a missing PostgreSQL panics: the run must not pass without it.
-    pub async fn new(backend: Backend) -> Option<Self> {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                Some(Self {
-                    url,
-                    backend,
-                    _dir: Some(dir),
-                    pg_drop: None,
-                })
-            }
-            Backend::Postgres => {
-                let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-                    if std::env::var("CI").is_ok_and(|v| v == "true") {
-                        panic!(
-                            "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests cannot run"
-                        );
-                    }
-                    eprintln!("TEST_DATABASE_URL not set: skipping the PostgreSQL variant");
-                    return None;
-                };
-                let name = format!("rd_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(admin_url.as_str())
-                    .await
-                    .unwrap_or_else(|e| panic!("TEST_DATABASE_URL does not answer: {e}"));
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                let _ = admin.close().await;
-                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
-                url.set_path(&format!("/{name}"));
-                Some(Self {
-                    url: url.to_string(),
-                    backend,
-                    _dir: None,
-                    pg_drop: Some((admin_url, name)),
-                })
-            }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.pg_drop.take() {
-            // Drop runs outside any runtime guarantee: use a small one of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(async move {
-                    let admin = sea_orm::Database::connect(admin_url.as_str()).await.ok()?;
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    let _ = admin.close().await;
-                    Some(())
-                })
-            })
-            .join();
-        }
-    }
 }
 
 /// Seeded numbers of the main environment.

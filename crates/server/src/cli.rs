@@ -183,12 +183,18 @@ fn report(json: bool, human: String, value: serde_json::Value) {
     }
 }
 
+/// The store of an admin command: only the database matters, the rest is defaults.
 async fn open(db: &DbArgs) -> anyhow::Result<Store> {
-    let config = ServeConfig {
+    open_with(&ServeConfig {
         database_url: db.database_url.clone(),
         ..ServeConfig::for_tests("", ".".into())
-    };
-    let store = crate::app::connect(&config).await?;
+    })
+    .await
+}
+
+/// Connects with `config`'s options (pool size, support inbox) and applies the migrations.
+async fn open_with(config: &ServeConfig) -> anyhow::Result<Store> {
+    let store = crate::app::connect(config).await?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }
@@ -203,8 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(ServeConfig::from_args(args), None).await,
         Command::Demo(args) => {
             let config = ServeConfig::from_args(args);
-            let store = crate::app::connect(&config).await?;
-            store.migrate().await.context("applying migrations")?;
+            let store = open_with(&config).await?;
             let seeded = crate::demo::seed(&store).await?;
             store.close().await;
             serve(config, Some(seeded)).await
@@ -226,8 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 mail,
                 no_worker: false,
             });
-            let store = crate::app::connect(&config).await?;
-            store.migrate().await.context("applying migrations")?;
+            let store = open_with(&config).await?;
             let public_url = config
                 .public_url
                 .clone()

@@ -19,18 +19,13 @@ use releasedesk_domain::{
     AgentStatus, Direction, E164, EmailAddress, EnvironmentId, PhoneNumberId, Reason, RequestId,
 };
 use releasedesk_store::{AuthContext, Store, StoreOptions};
-use sea_orm::ConnectionTrait;
+pub use releasedesk_testkit::Backend;
+use releasedesk_testkit::TestDb;
 use tower::ServiceExt;
 
 pub const STAFF_EMAIL: &str = "ada@support.example";
 pub const STAFF_NAME: &str = "Ada Reviewer";
 pub const STAFF_PASSWORD: &str = "correct horse battery staple";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Runs each named test (an `async fn(Backend)`) on SQLite and on PostgreSQL.
 #[macro_export]
@@ -48,7 +43,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    if $crate::common::postgres_url().is_some() {
+                    if ::releasedesk_testkit::test_database_url().is_some() {
                         super::$name($crate::common::Backend::Postgres).await
                     }
                 }
@@ -57,27 +52,12 @@ macro_rules! on_both_backends {
     };
 }
 
-/// `TEST_DATABASE_URL`, or `None` when unset locally. In CI a missing URL fails the test: the
-/// PostgreSQL variants must not pass by silently doing nothing.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!("CI is set but TEST_DATABASE_URL is not: the PostgreSQL tests cannot run")
-        }
-        _ => {
-            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
-            None
-        }
-    }
-}
-
 pub struct TestApp {
     pub store: Store,
     pub router: Router,
     pub staff_id: releasedesk_domain::StaffId,
-    _sqlite_dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
+    /// Dropped last: the database outlives the store's connections.
+    _db: TestDb,
 }
 
 impl TestApp {
@@ -86,29 +66,8 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, config: ConsoleConfig) -> TestApp {
-        let (url, dir, postgres) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("console.db").display()
-                );
-                (url, Some(dir), None)
-            }
-            Backend::Postgres => {
-                let admin = postgres_url().expect("TEST_DATABASE_URL");
-                let name = format!("rd_test_{}", uuid::Uuid::new_v4().simple());
-                let db = sea_orm::Database::connect(&admin)
-                    .await
-                    .expect("connect to TEST_DATABASE_URL");
-                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create database");
-                db.close().await.ok();
-                (with_database(&admin, &name), None, Some((admin, name)))
-            }
-        };
-        let store = Store::connect(&url, StoreOptions::default())
+        let db = TestDb::new(backend).await.expect("TEST_DATABASE_URL");
+        let store = Store::connect(&db.url, StoreOptions::default())
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
@@ -121,8 +80,7 @@ impl TestApp {
             store,
             router,
             staff_id,
-            _sqlite_dir: dir,
-            postgres,
+            _db: db,
         }
     }
 
@@ -243,47 +201,6 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        // Best effort: drop the per-test PostgreSQL database (FORCE ends the pool's sessions).
-        if let Some((admin, name)) = self.postgres.take() {
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(db) = sea_orm::Database::connect(&admin).await {
-                        let _ = db
-                            .execute_unprepared(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .await;
-                        let _ = db.close().await;
-                    }
-                });
-            })
-            .join()
-            .ok();
-        }
-    }
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
-}
-
 pub struct Customer {
     pub env: EnvironmentId,
     pub auth: AuthContext,
@@ -381,11 +298,9 @@ impl Browser {
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
         self.send(Method::POST, path, Some(body)).await
     }
 
@@ -460,16 +375,4 @@ impl Browser {
         }
         page
     }
-}
-
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

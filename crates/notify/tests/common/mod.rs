@@ -1,12 +1,8 @@
 //! Test support: a fresh database per test (SQLite always, PostgreSQL when
-//! `TEST_DATABASE_URL` is set), a real SMTP server in the test process whose answers a test
-//! scripts, and store fixtures.
+//! `TEST_DATABASE_URL` is set) with a migrated store on it, a real SMTP server in the test
+//! process whose answers a test scripts (both from `releasedesk-testkit`), and store fixtures.
 
 #![allow(dead_code)]
-
-/// The SMTP server and message reader, shared with the root black-box tests.
-#[path = "smtp.rs"]
-pub mod smtp;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +15,7 @@ use releasedesk_notify::{NotifyConfig, RecordingCarrier, Worker};
 use releasedesk_store::{
     Actor, AuthContext, EnvironmentInfo, OutboxKind, OutboxRow, ReleaseRequest, Store, StoreOptions,
 };
-use sea_orm::{ConnectionTrait, Database};
-use tempfile::TempDir;
+use releasedesk_testkit::Backend;
 
 /// Runs an async test body once on SQLite and once on PostgreSQL, as `<name>::sqlite` and
 /// `<name>::postgres`.
@@ -51,60 +46,38 @@ pub const SUPPORT_INBOX: &str = "support@releasedesk.test";
 
 // ---- databases -------------------------------------------------------------------------
 
+/// A fresh, migrated database for one test and a store on it.
 pub struct TestDb {
     pub url: String,
     pub store: Store,
-    /// Holds the SQLite file's folder until the test ends.
-    _dir: Option<TempDir>,
-    /// PostgreSQL: the server URL and the database made for this test, dropped at the end.
-    pg: Option<(String, String)>,
+    /// The database itself, dropped (PostgreSQL) or deleted (SQLite) at the end of the test.
+    db: releasedesk_testkit::TestDb,
 }
 
 impl TestDb {
     pub async fn sqlite() -> Self {
-        init_tracing();
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-        let store = connect(&url).await;
-        Self {
-            url,
-            store,
-            _dir: Some(dir),
-            pg: None,
-        }
+        Self::new(Backend::Sqlite)
+            .await
+            .expect("SQLite is always available")
     }
 
     /// `None` (with a note on stderr) when `TEST_DATABASE_URL` is unset, except under CI, where
     /// a PostgreSQL test that cannot run is a failure rather than a silent pass.
     pub async fn postgres() -> Option<Self> {
-        init_tracing();
-        let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!(
-                    "TEST_DATABASE_URL must be set in CI: the PostgreSQL variants of these tests cannot be skipped"
-                );
-            }
-            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
-            return None;
-        };
-        let name = format!("rd_notify_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(&server)
+        Self::new(Backend::Postgres).await
+    }
+
+    async fn new(backend: Backend) -> Option<Self> {
+        releasedesk_testkit::init_test_tracing();
+        let db = releasedesk_testkit::TestDb::new(backend).await?;
+        let store = Store::connect(&db.url, StoreOptions::default())
             .await
-            .expect("connect to TEST_DATABASE_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the test database");
-        admin.close().await.ok();
-        let mut url = url::Url::parse(&server).unwrap();
-        url.set_path(&format!("/{name}"));
-        let url = url.to_string();
-        let store = connect(&url).await;
+            .unwrap();
+        store.migrate().await.unwrap();
         Some(Self {
-            url,
+            url: db.url.clone(),
             store,
-            _dir: None,
-            pg: Some((server, name)),
+            db,
         })
     }
 
@@ -124,32 +97,10 @@ impl TestDb {
         Store::connect(&self.url, options).await.unwrap()
     }
 
+    /// Closes the store, then drops the database.
     pub async fn finish(self) {
         self.store.close().await;
-        if let Some((server, name)) = self.pg
-            && let Ok(admin) = Database::connect(&server).await
-        {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-            admin.close().await.ok();
-        }
-    }
-}
-
-async fn connect(url: &str) -> Store {
-    let store = Store::connect(url, StoreOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
-
-/// Logs only with `TEST_LOG` set (zero2prod's habit): quiet by default.
-fn init_tracing() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("info,sqlx=warn")
-            .with_test_writer()
-            .try_init();
+        drop(self.db);
     }
 }
 
@@ -289,7 +240,7 @@ pub fn message_id_of(row: OutboxId) -> String {
     format!("<{row}@{PUBLIC_HOST}>")
 }
 
-pub use smtp::*;
+pub use releasedesk_testkit::smtp::*;
 
 /// Ids and times differ on every run: snapshots show placeholders instead.
 pub fn snapshot_settings() -> insta::Settings {

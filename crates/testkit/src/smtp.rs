@@ -1,8 +1,6 @@
 //! A real SMTP server for tests (mailin-embedded, in the test process) whose answers a test
-//! scripts, and just enough MIME parsing to read what it received. Shared by the notify crate's
-//! tests and the root black-box tests (`#[path]`-included there).
-
-#![allow(dead_code)]
+//! scripts, and just enough MIME parsing to read what it received. Used by the notify crate's
+//! tests and the root black-box tests.
 
 use std::collections::VecDeque;
 use std::io;
@@ -301,4 +299,3 @@ fn decode_quoted_printable(body: &str) -> String {
     }
     String::from_utf8(out).expect("UTF-8 body")
 }
-
