@@ -59,6 +59,7 @@ backend_tests!(
     unknown_routes_and_methods_answer_in_the_envelope,
     every_response_carries_a_request_id,
     internal_errors_are_opaque_with_a_request_id,
+    open_request_counts_stop_at_the_cap,
 );
 
 async fn request_release_returns_201_with_the_pending_request(app: TestApp) {
@@ -1224,5 +1225,33 @@ async fn internal_errors_are_opaque_with_a_request_id(app: TestApp) {
     );
     app.request_release(app.numbers.free).await;
     let _ = raw.close().await;
+    app.shutdown().await;
+}
+
+/// The console's queue counts open requests only up to a cap, so its cost does not grow with
+/// the table.
+async fn open_request_counts_stop_at_the_cap(app: TestApp) {
+    use releasedesk_store::OPEN_COUNT_CAP;
+    let counts = app.store.open_request_counts().await.unwrap();
+    assert_eq!(counts.iter().map(|c| c.1).collect::<Vec<_>>(), vec![0, 0]);
+    for i in 0..=OPEN_COUNT_CAP + 1 {
+        let number = app.add_number(&format!("+1666{i:07}")).await;
+        app.store
+            .request_release(
+                &app.auth,
+                number,
+                releasedesk_domain::Reason::parse(REASON).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let counts = app.store.open_request_counts().await.unwrap();
+    assert_eq!(counts[0].0.as_str(), "pending");
+    assert_eq!(
+        counts[0].1,
+        OPEN_COUNT_CAP + 1,
+        "counted up to the cap, plus one to say 'more'"
+    );
+    assert_eq!(counts[1].1, 0);
     app.shutdown().await;
 }

@@ -40,6 +40,10 @@ pub struct Store {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const SQLITE_READERS: u32 = 4;
 const POSTGRES_DEFAULT_POOL: u32 = 16;
+/// A pooled connection idle this long is pinged before it is handed out (one that was busy a
+/// moment ago is not: a ping on every checkout cost a round trip per pool use, two of the ten
+/// round trips of `POST request-release` on PostgreSQL; see `bench/README.md`).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`).
@@ -82,6 +86,7 @@ impl Store {
                     .min_connections(1)
                     .connect_timeout(Duration::from_secs(5))
                     .acquire_timeout(Duration::from_secs(10))
+                    .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                     .sqlx_logging(false);
                 let db = Database::connect(opts).await?;
                 (db.clone(), db)
@@ -168,6 +173,7 @@ fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
     opts.max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)

@@ -26,7 +26,7 @@ pub use error::{AgentRef, StoreError};
 pub use outbox::{OutboxKind, OutboxPayload, OutboxRow, OutboxState};
 pub use release::{CarrierReceipt, ReleaseOutcome};
 pub use requests::{Cursor, ListFilter, Page};
-pub use review::{QueueFilter, QueueItem, RequestDetail};
+pub use review::{OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
 pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
 pub use tenancy::{AuthContext, EnvironmentInfo, IssuedToken, TokenInfo};
 pub use time::now;

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Html;
 use releasedesk_domain::{EnvironmentId, RequestId, RequestStatus};
-use releasedesk_store::{QueueFilter, now};
+use releasedesk_store::{OPEN_COUNT_CAP, QueueFilter, now};
 use serde::Deserialize;
 
 use super::flash_of;
@@ -33,7 +33,8 @@ pub(crate) struct QueueQuery {
 pub(crate) struct Tab {
     pub value: &'static str,
     pub label: String,
-    pub count: Option<u64>,
+    /// "3", or "1000+" past the store's cap.
+    pub count: Option<String>,
     pub current: bool,
     pub href: String,
 }
@@ -118,7 +119,13 @@ pub(crate) async fn show(
         .map(|&s| Tab {
             value: s.as_str(),
             label: capitalise(s.as_str()),
-            count: open.iter().find(|(o, _)| *o == s).map(|&(_, n)| n),
+            count: open.iter().find(|(o, _)| *o == s).map(|&(_, n)| {
+                if n > OPEN_COUNT_CAP {
+                    format!("{OPEN_COUNT_CAP}+")
+                } else {
+                    n.to_string()
+                }
+            }),
             current: status == Some(s),
             href: format!("/console/requests{}", base(s.as_str())),
         })
