@@ -49,7 +49,11 @@ fn parse_args() -> Result<Args, String> {
         let v = it.next().ok_or_else(|| format!("--{k} needs a value"))?;
         map.insert(k, v);
     }
-    let get = |k: &str| map.get(k).cloned().ok_or_else(|| format!("--{k} is required"));
+    let get = |k: &str| {
+        map.get(k)
+            .cloned()
+            .ok_or_else(|| format!("--{k} is required"))
+    };
     let num = |k: &str, d: &str| -> Result<f64, String> {
         f64::from_str(map.get(k).map_or(d, String::as_str)).map_err(|e| format!("--{k}: {e}"))
     };
@@ -80,7 +84,7 @@ fn options(db: &str) -> SqliteConnectOptions {
 }
 
 /// One `POST request-release` worth of SQL: the token lookup on a reader, then the
-/// transaction on the writer. Returns false when the database refused it.
+/// transaction on the writer. An error when the database refused it (or the number was taken).
 async fn one(
     read: &SqlitePool,
     write: &SqlitePool,
@@ -116,7 +120,9 @@ async fn one(
         .fetch_optional(&mut *tx)
         .await?;
     if open.is_some() {
-        return Err(sqlx::Error::Protocol("number already has an open request".into()));
+        return Err(sqlx::Error::Protocol(
+            "number already has an open request".into(),
+        ));
     }
     let agents = sqlx::query(ACTIVE_AGENTS)
         .bind("active")
