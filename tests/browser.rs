@@ -239,6 +239,16 @@ async fn reviewer_approves_the_oldest_request_in_a_real_browser(app: TestApp) {
         .click()
         .await
         .unwrap();
+    // The form posts, redirects and shows the error: wait for the new page, not the old one.
+    let refusal = c
+        .wait()
+        .for_element(Locator::Css(".flash-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!refusal.is_empty());
     c.wait()
         .for_element(Locator::Css("input[name=confirm_number]"))
         .await
@@ -261,29 +271,32 @@ async fn reviewer_approves_the_oldest_request_in_a_real_browser(app: TestApp) {
         .click()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = c
-            .find(Locator::Css("main"))
+    // Wait for the page after the redirect: its success message, and no approval form left.
+    let done = c
+        .wait()
+        .for_element(Locator::Css(".flash-ok"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .to_lowercase();
+    assert!(done.contains("approved"), "{done}");
+    let page = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .to_lowercase();
+    assert!(page.contains("approved"), "{page}");
+    assert!(
+        c.find(Locator::Css("input[name=confirm_number]"))
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .to_lowercase();
-        if text.contains("approved")
-            && c.find(Locator::Css("input[name=confirm_number]"))
-                .await
-                .is_err()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never showed the approval: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .is_err(),
+        "an approved request offers no approval form"
+    );
     save(
         &format!("approved-{backend}.png"),
         &c.screenshot().await.unwrap(),
