@@ -31,11 +31,6 @@ pub enum ReleaseOutcome {
 }
 
 impl Store {
-    /// The approved request a release job is for.
-    pub async fn request_for_release(&self, id: RequestId) -> Result<ReleaseRequest, StoreError> {
-        self.find_request(id).await
-    }
-
     /// One transaction: the number becomes `released`, its remaining agent assignments go,
     /// the request becomes `released` with `released_at`, the carrier's receipt and the audit
     /// event are recorded, the "released" email is enqueued and the job's outbox row is marked

@@ -4,10 +4,7 @@ use releasedesk_domain::{
     AgentStatus, PhoneNumberId, PhoneNumberStatus, Reason, RequestId, RequestStatus,
 };
 use sea_orm::sea_query::Query;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::audit::Event;
 use crate::entities::{agent, agent_phone_number, release_request};
@@ -123,22 +120,23 @@ impl Store {
             return Err(StoreError::PhoneNumberInUse { agents });
         }
         let id = RequestId::new();
-        let model = release_request::ActiveModel {
-            id: Set(id.as_uuid()),
-            environment_id: Set(auth.environment_id.as_uuid()),
-            phone_number_id: Set(phone_number_id.as_uuid()),
-            phone_number: Set(e164.clone()),
-            reason: Set(reason.into_inner()),
-            status: Set(RequestStatus::Pending.as_str().into()),
-            requested_at: Set(at),
-            resolved_at: Set(None),
-            released_at: Set(None),
-            review_note: Set(None),
-            reviewed_by: Set(None),
+        let model = release_request::Model {
+            id: id.as_uuid(),
+            environment_id: auth.environment_id.as_uuid(),
+            phone_number_id: phone_number_id.as_uuid(),
+            phone_number: e164,
+            reason: reason.into_inner(),
+            status: RequestStatus::Pending.as_str().into(),
+            requested_at: at,
+            resolved_at: None,
+            released_at: None,
+            review_note: None,
+            reviewed_by: None,
         };
-        let inserted = release_request::Entity::insert(model.clone())
-            .exec_without_returning(&tx)
-            .await;
+        let inserted =
+            release_request::Entity::insert(release_request::ActiveModel::from(model.clone()))
+                .exec_without_returning(&tx)
+                .await;
         if let Err(e) = inserted {
             return Err(if StoreError::is_unique_violation(&e) {
                 StoreError::ReleaseAlreadyPending
@@ -169,19 +167,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        ReleaseRequest::try_from(release_request::Model {
-            id: id.as_uuid(),
-            environment_id: auth.environment_id.as_uuid(),
-            phone_number_id: phone_number_id.as_uuid(),
-            phone_number: e164,
-            reason: model.reason.unwrap(),
-            status: RequestStatus::Pending.as_str().into(),
-            requested_at: at,
-            resolved_at: None,
-            released_at: None,
-            review_note: None,
-            reviewed_by: None,
-        })
+        ReleaseRequest::try_from(model)
     }
 
     /// `GET /phone-numbers/release-requests/{id}`.
