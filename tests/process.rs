@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use releasedesk_domain::{E164, EmailAddress, Reason, RequestId, StaffId};
-use releasedesk_store::{Actor, OutboxKind, OutboxState, Store, StoreOptions};
+use releasedesk_store::{Actor, EmailKind, OutboxKind, OutboxState, Store, StoreOptions};
 use releasedesk_testkit::smtp::SmtpServer;
 use releasedesk_testkit::{Backend, TestDb};
 use serde_json::Value;
@@ -406,7 +406,12 @@ async fn killed_worker_row_is_delivered_after_restart(db: TestDb) {
         )
         .await
         .unwrap();
-    let approved_row = email_row(&store, request.id, OutboxKind::EmailRequestApproved).await;
+    let approved_row = email_row(
+        &store,
+        request.id,
+        OutboxKind::Email(EmailKind::RequestApproved),
+    )
+    .await;
 
     // An SMTP server that accepts connections and never answers: the worker is stuck mid-send.
     let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,49 +6,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use releasedesk_domain::{OutboxId, RequestId};
-use releasedesk_store::{EnvironmentInfo, OutboxKind, ReleaseRequest};
+use releasedesk_store::{Audience, EnvironmentInfo, ReleaseRequest};
 
-/// The four emails releasedesk sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EmailKind {
-    /// To the support inbox: a new request waits for review.
-    RequestCreated,
-    /// To the environment: its request was approved (the release follows).
-    RequestApproved,
-    /// To the environment: its request was rejected, with the staff note.
-    RequestRejected,
-    /// To the environment: the number is released.
-    RequestReleased,
-}
-
-impl EmailKind {
-    /// The email an outbox row asks for; `None` for rows that are not emails.
-    pub fn for_outbox(kind: OutboxKind) -> Option<Self> {
-        match kind {
-            OutboxKind::EmailRequestCreated => Some(Self::RequestCreated),
-            OutboxKind::EmailRequestApproved => Some(Self::RequestApproved),
-            OutboxKind::EmailRequestRejected => Some(Self::RequestRejected),
-            OutboxKind::EmailRequestReleased => Some(Self::RequestReleased),
-            OutboxKind::ReleaseNumber => None,
-        }
-    }
-
-    /// The template folder under `templates/email/`.
-    pub const fn template_name(self) -> &'static str {
-        match self {
-            Self::RequestCreated => "request_created",
-            Self::RequestApproved => "request_approved",
-            Self::RequestRejected => "request_rejected",
-            Self::RequestReleased => "request_released",
-        }
-    }
-
-    /// Staff emails link to the console; customer emails to the API resource (customers have
-    /// no console).
-    const fn is_for_staff(self) -> bool {
-        matches!(self, Self::RequestCreated)
-    }
-}
+pub use releasedesk_store::EmailKind;
 
 /// What every email template may show. Strings, already formatted, so the templates stay free
 /// of formatting logic.
@@ -97,10 +57,10 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 fn request_link(kind: EmailKind, public_url: &str, id: RequestId) -> String {
     let base = public_url.trim_end_matches('/');
-    if kind.is_for_staff() {
-        format!("{base}/console/requests/{id}")
-    } else {
-        format!("{base}/api/v1/phone-numbers/release-requests/{id}")
+    // Customers have no console: their emails link to the API resource.
+    match kind.audience() {
+        Audience::Staff => format!("{base}/console/requests/{id}"),
+        Audience::Customer => format!("{base}/api/v1/phone-numbers/release-requests/{id}"),
     }
 }
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use rand::Rng;
 use releasedesk_domain::RequestStatus;
-use releasedesk_store::{OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, now};
+use releasedesk_store::{
+    OutboxKind, OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, now,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -225,9 +227,9 @@ impl Worker {
         // The email or the carrier call must be over before the lease is (with a margin), so
         // that no other worker starts the same row while this one may still succeed.
         let deadline = lease_left.saturating_sub(self.config.lease / 8);
-        let result = match EmailKind::for_outbox(row.kind) {
-            Some(kind) => self.deliver_email(&row, kind, deadline).await,
-            None => self.release_number(&row, deadline).await,
+        let result = match row.kind {
+            OutboxKind::Email(kind) => self.deliver_email(&row, kind, deadline).await,
+            OutboxKind::ReleaseNumber => self.release_number(&row, deadline).await,
         };
         let request_id = row.request_id.map(|id| id.to_string()).unwrap_or_default();
         match result {

@@ -13,7 +13,7 @@ use releasedesk_domain::{ApprovalNote, PhoneNumberStatus, RejectionNote, Request
 use releasedesk_notify::{
     Carrier, CarrierError, CarrierReceipt, NumberRelease, RecordingCarrier, Worker,
 };
-use releasedesk_store::{Actor, AuditAction, OutboxKind, OutboxState, Store, now};
+use releasedesk_store::{Actor, AuditAction, EmailKind, OutboxKind, OutboxState, Store, now};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +69,8 @@ async fn approval_emails_the_customer_once_then_the_job_releases_the_number(db: 
         .approve(&staff(), req.id, &req.phone_number, Some(note))
         .await
         .unwrap();
-    let approved_row = outbox_row(store, req.id, OutboxKind::EmailRequestApproved).await;
+    let approved_row =
+        outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestApproved)).await;
     let worker = smtp_worker(store, &smtp);
 
     // One pass carries out both rows the approval wrote: the email and the release job.
@@ -148,7 +149,8 @@ async fn approval_emails_the_customer_once_then_the_job_releases_the_number(db: 
     let received = smtp.received();
     assert_eq!(received.len(), 2);
     let released_mail = &received[1];
-    let released_row = outbox_row(store, req.id, OutboxKind::EmailRequestReleased).await;
+    let released_row =
+        outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestReleased)).await;
     assert_eq!(
         released_mail.parsed().header("Message-ID"),
         Some(message_id_of(released_row.id))
@@ -226,7 +228,7 @@ async fn new_request_emails_the_support_inbox_with_a_console_link(db: &TestDb) {
 async fn smtp_down_at_first_is_retried_soon_and_delivered_once_when_back(db: &TestDb) {
     let store = &db.store;
     let req = rejected_request(store, "The number is still on your active IVR flow.").await;
-    let row = outbox_row(store, req.id, OutboxKind::EmailRequestRejected).await;
+    let row = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestRejected)).await;
     let port = SmtpServer::unused_port();
     let config = config(Some(smtp_url(port)), &std::env::temp_dir());
     let worker = Worker::new(store.clone(), config, Arc::new(RecordingCarrier)).unwrap();
@@ -266,7 +268,7 @@ async fn smtp_421_is_retried(db: &TestDb) {
     let smtp = SmtpServer::start();
     smtp.script(&[Reply::Unavailable]);
     let req = rejected_request(store, "The number is still on your active IVR flow.").await;
-    let row = outbox_row(store, req.id, OutboxKind::EmailRequestRejected).await;
+    let row = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestRejected)).await;
     let worker = smtp_worker(store, &smtp);
 
     assert_eq!(worker.run_once().await.unwrap(), 1);
@@ -300,7 +302,7 @@ async fn smtp_550_goes_dead_and_a_console_retry_delivers_it(db: &TestDb) {
     let smtp = SmtpServer::start();
     smtp.script(&[Reply::NoMailbox]);
     let req = rejected_request(store, "The number is still on your active IVR flow.").await;
-    let row = outbox_row(store, req.id, OutboxKind::EmailRequestRejected).await;
+    let row = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestRejected)).await;
     let worker = smtp_worker(store, &smtp);
 
     assert_eq!(worker.run_once().await.unwrap(), 1);
@@ -366,8 +368,8 @@ async fn without_smtp_url_each_email_is_one_eml_file_named_by_its_row(db: &TestD
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    let approved = outbox_row(store, req.id, OutboxKind::EmailRequestApproved).await;
-    let released = outbox_row(store, req.id, OutboxKind::EmailRequestReleased).await;
+    let approved = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestApproved)).await;
+    let released = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestReleased)).await;
     let mut expected = vec![
         format!("{}.eml", approved.id),
         format!("{}.eml", released.id),
@@ -409,7 +411,7 @@ async fn several_workers_never_send_one_row_twice(db: &TestDb) {
             .await
             .unwrap();
         rows.push(
-            outbox_row(store, req.id, OutboxKind::EmailRequestRejected)
+            outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestRejected))
                 .await
                 .id,
         );
@@ -459,7 +461,7 @@ async fn a_crashed_workers_row_is_delivered_after_the_lease_with_the_same_messag
     let store = &db.store;
     let smtp = SmtpServer::start();
     let req = rejected_request(store, "The number is still on your active IVR flow.").await;
-    let row = outbox_row(store, req.id, OutboxKind::EmailRequestRejected).await;
+    let row = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestRejected)).await;
 
     // A worker claims the row, then dies before doing anything with it.
     let lease = Duration::from_secs(2);
@@ -506,7 +508,7 @@ async fn a_row_whose_last_attempt_never_reports_back_goes_dead(db: &TestDb) {
     let store = &db.store;
     let smtp = SmtpServer::start();
     let req = rejected_request(store, "The number is still on your active IVR flow.").await;
-    let row = outbox_row(store, req.id, OutboxKind::EmailRequestRejected).await;
+    let row = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestRejected)).await;
 
     // Every allowed attempt is claimed by a worker that dies (as a row that crashes its
     // worker would do); each lease is already over.

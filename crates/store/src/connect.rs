@@ -1,11 +1,13 @@
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use releasedesk_domain::EmailAddress;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 
 use crate::{Migrator, MigratorTrait, StoreError};
@@ -125,6 +127,40 @@ impl Store {
         let _ = self.read.close_by_ref().await;
     }
 
+    /// Runs `body` in one write transaction: committed when it returns `Ok`, rolled back when it
+    /// returns `Err`. **The only way the store writes**, so that how a transaction begins, fails,
+    /// is retried and commits is decided here, once.
+    ///
+    /// `body` is `Fn`, not `FnOnce`: a transaction that never reached its COMMIT may be run
+    /// again from the start. It must therefore only act through `tx` (no side effects outside
+    /// the database) and borrow, not move, what it captures (bind `let x = &x;` first).
+    pub(crate) async fn transact<T, F, Fut>(&self, body: F) -> Result<T, StoreError>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let tx = Arc::new(self.begin().await?);
+        let result = body(Tx(tx.clone())).await;
+        let Some(tx) = Arc::into_inner(tx) else {
+            // The body kept a handle: dropping the last one rolls back.
+            return Err(StoreError::Database(DbErr::Custom(
+                "a transaction handle outlived its transaction body".into(),
+            )));
+        };
+        match result {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed transaction failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// A write transaction: `BEGIN IMMEDIATE` on SQLite, a plain `BEGIN` (read committed) on
     /// PostgreSQL, where the use cases take the row locks they need.
     pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
@@ -182,4 +218,28 @@ fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
                 .foreign_keys(true)
         });
     opts
+}
+
+/// The open write transaction a [`Store::transact`] body runs in. It is a connection like any
+/// other (`ConnectionTrait`), cheap to clone, and must not outlive the body.
+#[derive(Clone)]
+pub(crate) struct Tx(Arc<DatabaseTransaction>);
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        self.0.get_database_backend()
+    }
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.0.execute_raw(stmt).await
+    }
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.0.execute_unprepared(sql).await
+    }
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.0.query_one_raw(stmt).await
+    }
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.0.query_all_raw(stmt).await
+    }
 }

@@ -23,7 +23,7 @@ mod views;
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
 pub use error::{AgentRef, StoreError};
-pub use outbox::{OutboxKind, OutboxPayload, OutboxRow, OutboxState};
+pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, OutboxState};
 pub use release::{CarrierReceipt, ReleaseOutcome};
 pub use requests::{Cursor, ListFilter, Page};
 pub use review::{OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};

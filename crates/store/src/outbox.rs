@@ -24,48 +24,93 @@ use crate::entities::outbox;
 use crate::views::parse_column;
 use crate::{Actor, AuditAction, Backend, Store, StoreError, now};
 
-/// What an outbox row asks for.
+/// Which email an outbox row sends. Who receives it is decided when the row is written (the
+/// recipient column); this says what it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailKind {
+    /// To the support inbox: a new request waits for review.
+    RequestCreated,
+    /// To the environment: its request was approved (the release follows).
+    RequestApproved,
+    /// To the environment: its request was rejected, with the staff note.
+    RequestRejected,
+    /// To the environment: the number is released.
+    RequestReleased,
+}
+
+/// Who an email is written for: staff get links into the console, customers links to the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Staff,
+    Customer,
+}
+
+impl EmailKind {
+    pub const ALL: &'static [EmailKind] = &[
+        EmailKind::RequestCreated,
+        EmailKind::RequestApproved,
+        EmailKind::RequestRejected,
+        EmailKind::RequestReleased,
+    ];
+
+    /// Also the name of its template folder under `templates/email/`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EmailKind::RequestCreated => "request_created",
+            EmailKind::RequestApproved => "request_approved",
+            EmailKind::RequestRejected => "request_rejected",
+            EmailKind::RequestReleased => "request_released",
+        }
+    }
+
+    pub const fn audience(self) -> Audience {
+        match self {
+            EmailKind::RequestCreated => Audience::Staff,
+            EmailKind::RequestApproved
+            | EmailKind::RequestRejected
+            | EmailKind::RequestReleased => Audience::Customer,
+        }
+    }
+}
+
+/// What an outbox row asks for. Every consumer matches it exhaustively: a new kind must be
+/// handled on purpose everywhere, never given another kind's behaviour by a catch-all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OutboxKind {
-    /// Email the support inbox about a new request.
-    EmailRequestCreated,
-    /// Email the environment: its request was approved.
-    EmailRequestApproved,
-    /// Email the environment: its request was rejected (with the note).
-    EmailRequestRejected,
-    /// Email the environment: the number is released.
-    EmailRequestReleased,
+    /// Send an email.
+    Email(EmailKind),
     /// Release the number at the carrier, then mark it released.
     ReleaseNumber,
 }
 
 impl OutboxKind {
     pub const ALL: &'static [OutboxKind] = &[
-        OutboxKind::EmailRequestCreated,
-        OutboxKind::EmailRequestApproved,
-        OutboxKind::EmailRequestRejected,
-        OutboxKind::EmailRequestReleased,
+        OutboxKind::Email(EmailKind::RequestCreated),
+        OutboxKind::Email(EmailKind::RequestApproved),
+        OutboxKind::Email(EmailKind::RequestRejected),
+        OutboxKind::Email(EmailKind::RequestReleased),
         OutboxKind::ReleaseNumber,
     ];
 
+    /// The stored name (`email.request_approved`, `release.number`).
     pub const fn as_str(self) -> &'static str {
         match self {
-            OutboxKind::EmailRequestCreated => "email.request_created",
-            OutboxKind::EmailRequestApproved => "email.request_approved",
-            OutboxKind::EmailRequestRejected => "email.request_rejected",
-            OutboxKind::EmailRequestReleased => "email.request_released",
+            OutboxKind::Email(EmailKind::RequestCreated) => "email.request_created",
+            OutboxKind::Email(EmailKind::RequestApproved) => "email.request_approved",
+            OutboxKind::Email(EmailKind::RequestRejected) => "email.request_rejected",
+            OutboxKind::Email(EmailKind::RequestReleased) => "email.request_released",
             OutboxKind::ReleaseNumber => "release.number",
         }
-    }
-
-    pub const fn is_email(self) -> bool {
-        !matches!(self, OutboxKind::ReleaseNumber)
     }
 
     /// Emails are retried for about an hour; a release job for about a day (with the worker's
     /// backoff capped at 15 minutes).
     const fn max_attempts(self) -> i32 {
-        if self.is_email() { 12 } else { 100 }
+        match self {
+            OutboxKind::Email(_) => 12,
+            OutboxKind::ReleaseNumber => 100,
+        }
     }
 }
 
@@ -257,10 +302,16 @@ impl Store {
              WHERE state = 'pending' AND attempts >= max_attempts AND lease_expires_at < $1",
             [at.into(), LAST_LEASE_EXPIRED.into()],
         );
-        let tx = self.begin().await?;
-        tx.execute_raw(give_up).await?;
-        let rows = outbox::Entity::find().from_raw_sql(stmt).all(&tx).await?;
-        tx.commit().await?;
+        let (give_up, stmt) = (&give_up, &stmt);
+        let rows = self
+            .transact(|tx| async move {
+                tx.execute_raw(give_up.clone()).await?;
+                Ok(outbox::Entity::find()
+                    .from_raw_sql(stmt.clone())
+                    .all(&tx)
+                    .await?)
+            })
+            .await?;
         let mut rows = rows
             .into_iter()
             .map(OutboxRow::try_from)
@@ -272,10 +323,8 @@ impl Store {
     /// Marks a claimed row done. `false` when the lease was lost (another worker holds the row
     /// now, or it was already completed): the caller must not treat it as its own.
     pub async fn outbox_mark_sent(&self, id: OutboxId, owner: &str) -> Result<bool, StoreError> {
-        let tx = self.begin().await?;
-        let done = mark_sent_in(&tx, id, owner).await?;
-        tx.commit().await?;
-        Ok(done)
+        self.transact(|tx| async move { mark_sent_in(&tx, id, owner).await })
+            .await
     }
 
     /// Records a failed attempt. A permanent failure, or the last allowed attempt, makes the row
@@ -289,103 +338,106 @@ impl Store {
         permanent: bool,
         retry_at: DateTime<Utc>,
     ) -> Result<Option<OutboxState>, StoreError> {
-        let tx = self.begin().await?;
-        let Some(row) = outbox::Entity::find_by_id(id.as_uuid())
-            .filter(outbox::Column::LeaseOwner.eq(owner))
-            .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
-            .one(&tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let state = if permanent || row.attempts >= row.max_attempts {
-            OutboxState::Dead
-        } else {
-            OutboxState::Pending
-        };
-        let res = outbox::Entity::update_many()
-            .col_expr(outbox::Column::State, state.as_str().into())
-            .col_expr(outbox::Column::LastError, Some(clip(error)).into())
-            .col_expr(outbox::Column::NextAttemptAt, retry_at.into())
-            .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
-            .col_expr(
-                outbox::Column::LeaseExpiresAt,
-                Option::<DateTime<Utc>>::None.into(),
-            )
-            .col_expr(
-                outbox::Column::CompletedAt,
-                (state == OutboxState::Dead).then(now).into(),
-            )
-            .filter(outbox::Column::Id.eq(id.as_uuid()))
-            .filter(outbox::Column::LeaseOwner.eq(owner))
-            .exec(&tx)
-            .await?;
-        tx.commit().await?;
-        Ok((res.rows_affected == 1).then_some(state))
+        self.transact(|tx| async move {
+            let Some(row) = outbox::Entity::find_by_id(id.as_uuid())
+                .filter(outbox::Column::LeaseOwner.eq(owner))
+                .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
+                .one(&tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let state = if permanent || row.attempts >= row.max_attempts {
+                OutboxState::Dead
+            } else {
+                OutboxState::Pending
+            };
+            let res = outbox::Entity::update_many()
+                .col_expr(outbox::Column::State, state.as_str().into())
+                .col_expr(outbox::Column::LastError, Some(clip(error)).into())
+                .col_expr(outbox::Column::NextAttemptAt, retry_at.into())
+                .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
+                .col_expr(
+                    outbox::Column::LeaseExpiresAt,
+                    Option::<DateTime<Utc>>::None.into(),
+                )
+                .col_expr(
+                    outbox::Column::CompletedAt,
+                    (state == OutboxState::Dead).then(now).into(),
+                )
+                .filter(outbox::Column::Id.eq(id.as_uuid()))
+                .filter(outbox::Column::LeaseOwner.eq(owner))
+                .exec(&tx)
+                .await?;
+            Ok((res.rows_affected == 1).then_some(state))
+        })
+        .await
     }
 
     /// Hands a claimed row back untried (graceful shutdown): the attempt is not counted.
     pub async fn outbox_release_lease(&self, id: OutboxId, owner: &str) -> Result<(), StoreError> {
-        let tx = self.begin().await?;
-        outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::Attempts,
-                sea_orm::sea_query::ExprTrait::sub(
-                    sea_orm::sea_query::Expr::col(outbox::Column::Attempts),
-                    1,
-                ),
-            )
-            .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
-            .col_expr(
-                outbox::Column::LeaseExpiresAt,
-                Option::<DateTime<Utc>>::None.into(),
-            )
-            .filter(outbox::Column::Id.eq(id.as_uuid()))
-            .filter(outbox::Column::LeaseOwner.eq(owner))
-            .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
-            .exec(&tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.transact(|tx| async move {
+            outbox::Entity::update_many()
+                .col_expr(
+                    outbox::Column::Attempts,
+                    sea_orm::sea_query::ExprTrait::sub(
+                        sea_orm::sea_query::Expr::col(outbox::Column::Attempts),
+                        1,
+                    ),
+                )
+                .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
+                .col_expr(
+                    outbox::Column::LeaseExpiresAt,
+                    Option::<DateTime<Utc>>::None.into(),
+                )
+                .filter(outbox::Column::Id.eq(id.as_uuid()))
+                .filter(outbox::Column::LeaseOwner.eq(owner))
+                .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
+                .exec(&tx)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Puts a dead row back in the queue, due now, with a fresh set of attempts (console).
     pub async fn outbox_retry(&self, id: OutboxId, actor: &Actor) -> Result<OutboxRow, StoreError> {
-        let tx = self.begin().await?;
-        let res = outbox::Entity::update_many()
-            .col_expr(outbox::Column::State, OutboxState::Pending.as_str().into())
-            .col_expr(outbox::Column::Attempts, 0.into())
-            .col_expr(outbox::Column::NextAttemptAt, now().into())
-            .col_expr(
-                outbox::Column::CompletedAt,
-                Option::<DateTime<Utc>>::None.into(),
-            )
-            .filter(outbox::Column::Id.eq(id.as_uuid()))
-            .filter(outbox::Column::State.eq(OutboxState::Dead.as_str()))
-            .exec(&tx)
+        self.transact(|tx| async move {
+            let res = outbox::Entity::update_many()
+                .col_expr(outbox::Column::State, OutboxState::Pending.as_str().into())
+                .col_expr(outbox::Column::Attempts, 0.into())
+                .col_expr(outbox::Column::NextAttemptAt, now().into())
+                .col_expr(
+                    outbox::Column::CompletedAt,
+                    Option::<DateTime<Utc>>::None.into(),
+                )
+                .filter(outbox::Column::Id.eq(id.as_uuid()))
+                .filter(outbox::Column::State.eq(OutboxState::Dead.as_str()))
+                .exec(&tx)
+                .await?;
+            if res.rows_affected != 1 {
+                return Err(StoreError::OutboxRowNotRetryable);
+            }
+            let row = outbox::Entity::find_by_id(id.as_uuid())
+                .one(&tx)
+                .await?
+                .ok_or(StoreError::OutboxRowNotRetryable)?;
+            let row = OutboxRow::try_from(row)?;
+            Event {
+                actor,
+                action: AuditAction::OutboxRetried,
+                environment_id: row.environment_id,
+                request_id: row.request_id,
+                phone_number_id: None,
+                detail: Some(
+                    serde_json::json!({ "outbox_id": id.to_string(), "kind": row.kind.as_str() }),
+                ),
+            }
+            .record(&tx)
             .await?;
-        if res.rows_affected != 1 {
-            return Err(StoreError::OutboxRowNotRetryable);
-        }
-        let row = outbox::Entity::find_by_id(id.as_uuid())
-            .one(&tx)
-            .await?
-            .ok_or(StoreError::OutboxRowNotRetryable)?;
-        let row = OutboxRow::try_from(row)?;
-        Event {
-            actor,
-            action: AuditAction::OutboxRetried,
-            environment_id: row.environment_id,
-            request_id: row.request_id,
-            phone_number_id: None,
-            detail: Some(
-                serde_json::json!({ "outbox_id": id.to_string(), "kind": row.kind.as_str() }),
-            ),
-        }
-        .record(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+            Ok(row)
+        })
+        .await
     }
 
     /// The console's outbox page: newest first, optionally one state.

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::audit::Event;
 use crate::entities::{agent_phone_number, carrier_release, phone_number, release_request};
-use crate::outbox::{OutboxKind, OutboxPayload, enqueue, mark_sent_in};
+use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue, mark_sent_in};
 use crate::review::notify_email;
 use crate::{Actor, AuditAction, ReleaseRequest, Store, StoreError, now};
 
@@ -114,7 +114,7 @@ impl Store {
         let recipient = notify_email(&tx, current.environment_id).await?;
         enqueue(
             &tx,
-            OutboxKind::EmailRequestReleased,
+            OutboxKind::Email(EmailKind::RequestReleased),
             current.environment_id,
             request_id,
             recipient.as_ref(),

@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use crate::audit::Event;
 use crate::entities::{agent, agent_phone_number, release_request};
-use crate::outbox::{OutboxKind, OutboxPayload, enqueue};
+use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
 use crate::views::parse_column;
 use crate::{Actor, AgentRef, AuditAction, AuthContext, ReleaseRequest, Store, StoreError, now};
 
@@ -158,7 +158,7 @@ impl Store {
         if let Some(support) = &self.options().support_email {
             enqueue(
                 &tx,
-                OutboxKind::EmailRequestCreated,
+                OutboxKind::Email(EmailKind::RequestCreated),
                 auth.environment_id,
                 id,
                 Some(support),

@@ -10,7 +10,7 @@ use sea_orm::{
 
 use crate::audit::Event;
 use crate::entities::{environment, release_request};
-use crate::outbox::{OutboxKind, OutboxPayload, enqueue};
+use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
 use crate::requests::{active_agents_holding, current_status};
 use crate::{
     Actor, AgentRef, AuditAction, AuditEntry, EnvironmentInfo, OutboxRow, PhoneNumberView,
@@ -243,7 +243,7 @@ impl Store {
         };
         enqueue(
             &tx,
-            OutboxKind::EmailRequestApproved,
+            OutboxKind::Email(EmailKind::RequestApproved),
             current.environment_id,
             id,
             recipient.as_ref(),
@@ -320,7 +320,7 @@ impl Store {
         };
         enqueue(
             &tx,
-            OutboxKind::EmailRequestRejected,
+            OutboxKind::Email(EmailKind::RequestRejected),
             current.environment_id,
             id,
             recipient.as_ref(),

@@ -208,29 +208,30 @@ impl Store {
         remote_addr: Option<&str>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        let mut locked = None;
-        for key in keys {
-            let until = self.count_failure(&tx, key, policy, at).await?;
-            locked = locked.max(until);
-        }
-        let actor = account.map_or(Actor::System, StaffAccount::actor);
-        Event {
-            actor: &actor,
-            action: AuditAction::StaffSignInFailed,
-            environment_id: None,
-            request_id: None,
-            phone_number_id: None,
-            detail: Some(serde_json::json!({
-                "remote_addr": remote_addr,
-                "known_account": account.is_some(),
-                "locked_until": locked.map(|l: DateTime<Utc>| l.to_rfc3339()),
-            })),
-        }
-        .record(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(locked)
+        self.transact(|tx| async move {
+            let mut locked = None;
+            for key in keys {
+                let until = self.count_failure(&tx, key, policy, at).await?;
+                locked = locked.max(until);
+            }
+            let actor = account.map_or(Actor::System, StaffAccount::actor);
+            Event {
+                actor: &actor,
+                action: AuditAction::StaffSignInFailed,
+                environment_id: None,
+                request_id: None,
+                phone_number_id: None,
+                detail: Some(serde_json::json!({
+                    "remote_addr": remote_addr,
+                    "known_account": account.is_some(),
+                    "locked_until": locked.map(|l: DateTime<Utc>| l.to_rfc3339()),
+                })),
+            }
+            .record(&tx)
+            .await?;
+            Ok(locked)
+        })
+        .await
     }
 
     async fn count_failure(
@@ -289,43 +290,45 @@ impl Store {
         clear_throttle_key: &str,
     ) -> Result<(), StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        if let Some(old) = session.replaces {
-            staff_session::Entity::delete_by_id(old.to_owned())
+        let session = &session;
+        self.transact(|tx| async move {
+            if let Some(old) = session.replaces {
+                staff_session::Entity::delete_by_id(old.to_owned())
+                    .exec(&tx)
+                    .await?;
+            }
+            staff_session::Entity::delete_many()
+                .filter(staff_session::Column::ExpiresAt.lt(at))
                 .exec(&tx)
                 .await?;
-        }
-        staff_session::Entity::delete_many()
-            .filter(staff_session::Column::ExpiresAt.lt(at))
-            .exec(&tx)
+            staff_session::Entity::insert(staff_session::ActiveModel {
+                id_hash: Set(session.id_hash.to_owned()),
+                staff_id: Set(account.id.as_uuid()),
+                csrf_token: Set(session.csrf_token.to_owned()),
+                created_at: Set(at),
+                last_seen_at: Set(at),
+                expires_at: Set(session.expires_at),
+                remote_addr: Set(session.remote_addr.map(str::to_owned)),
+                user_agent: Set(session.user_agent.map(|u| u.chars().take(300).collect())),
+            })
+            .exec_without_returning(&tx)
             .await?;
-        staff_session::Entity::insert(staff_session::ActiveModel {
-            id_hash: Set(session.id_hash.to_owned()),
-            staff_id: Set(account.id.as_uuid()),
-            csrf_token: Set(session.csrf_token.to_owned()),
-            created_at: Set(at),
-            last_seen_at: Set(at),
-            expires_at: Set(session.expires_at),
-            remote_addr: Set(session.remote_addr.map(str::to_owned)),
-            user_agent: Set(session.user_agent.map(|u| u.chars().take(300).collect())),
+            login_throttle::Entity::delete_by_id(clear_throttle_key.to_owned())
+                .exec(&tx)
+                .await?;
+            Event {
+                actor: &account.actor(),
+                action: AuditAction::StaffSignedIn,
+                environment_id: None,
+                request_id: None,
+                phone_number_id: None,
+                detail: Some(serde_json::json!({ "remote_addr": session.remote_addr })),
+            }
+            .record(&tx)
+            .await?;
+            Ok(())
         })
-        .exec_without_returning(&tx)
-        .await?;
-        login_throttle::Entity::delete_by_id(clear_throttle_key.to_owned())
-            .exec(&tx)
-            .await?;
-        Event {
-            actor: &account.actor(),
-            action: AuditAction::StaffSignedIn,
-            environment_id: None,
-            request_id: None,
-            phone_number_id: None,
-            detail: Some(serde_json::json!({ "remote_addr": session.remote_addr })),
-        }
-        .record(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// The live session with this id hash. A session past its absolute end, idle longer than
@@ -375,38 +378,39 @@ impl Store {
     /// Ends a session on the server (sign-out): the row goes, with an audit event in the same
     /// transaction. `false` when there was no such session.
     pub async fn end_staff_session(&self, id_hash: &str) -> Result<bool, StoreError> {
-        let tx = self.begin().await?;
-        let Some(session) = staff_session::Entity::find_by_id(id_hash.to_owned())
-            .one(&tx)
-            .await?
-        else {
-            return Ok(false);
-        };
-        staff_session::Entity::delete_by_id(id_hash.to_owned())
-            .exec(&tx)
+        self.transact(|tx| async move {
+            let Some(session) = staff_session::Entity::find_by_id(id_hash.to_owned())
+                .one(&tx)
+                .await?
+            else {
+                return Ok(false);
+            };
+            staff_session::Entity::delete_by_id(id_hash.to_owned())
+                .exec(&tx)
+                .await?;
+            let email = staff_user::Entity::find_by_id(session.staff_id)
+                .select_only()
+                .column(staff_user::Column::Email)
+                .into_tuple::<String>()
+                .one(&tx)
+                .await?
+                .unwrap_or_default();
+            Event {
+                actor: &Actor::Staff {
+                    id: session.staff_id.into(),
+                    email,
+                },
+                action: AuditAction::StaffSignedOut,
+                environment_id: None,
+                request_id: None,
+                phone_number_id: None,
+                detail: None,
+            }
+            .record(&tx)
             .await?;
-        let email = staff_user::Entity::find_by_id(session.staff_id)
-            .select_only()
-            .column(staff_user::Column::Email)
-            .into_tuple::<String>()
-            .one(&tx)
-            .await?
-            .unwrap_or_default();
-        Event {
-            actor: &Actor::Staff {
-                id: session.staff_id.into(),
-                email,
-            },
-            action: AuditAction::StaffSignedOut,
-            environment_id: None,
-            request_id: None,
-            phone_number_id: None,
-            detail: None,
-        }
-        .record(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            Ok(true)
+        })
+        .await
     }
 }
 

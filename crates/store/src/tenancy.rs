@@ -343,21 +343,22 @@ impl Store {
         self.get_environment(environment_id).await?;
         let at = now();
         let id = AgentId::new();
-        let tx = self.begin().await?;
-        agent::Entity::insert(agent::ActiveModel {
-            id: Set(id.as_uuid()),
-            environment_id: Set(environment_id.as_uuid()),
-            name: Set(name.to_owned()),
-            current_status: Set(status.as_str().into()),
-            direction: Set(direction.as_str().into()),
-            created_at: Set(at),
-            updated_at: Set(at),
-        })
-        .exec_without_returning(&tx)
-        .await?;
-        self.replace_assignments(&tx, environment_id, id, &[], numbers)
+        self.transact(|tx| async move {
+            agent::Entity::insert(agent::ActiveModel {
+                id: Set(id.as_uuid()),
+                environment_id: Set(environment_id.as_uuid()),
+                name: Set(name.to_owned()),
+                current_status: Set(status.as_str().into()),
+                direction: Set(direction.as_str().into()),
+                created_at: Set(at),
+                updated_at: Set(at),
+            })
+            .exec_without_returning(&tx)
             .await?;
-        tx.commit().await?;
+            self.replace_assignments(&tx, environment_id, id, &[], numbers)
+                .await
+        })
+        .await?;
         self.get_agent(environment_id, id).await
     }
 
@@ -442,45 +443,47 @@ impl Store {
         }
         let env = auth.environment_id;
         let at = now();
-        let tx = self.begin().await?;
-        let res = agent::Entity::update_many()
-            .col_expr(agent::Column::Direction, direction.as_str().into())
-            .col_expr(agent::Column::UpdatedAt, at.into())
-            .filter(agent::Column::Id.eq(agent_id.as_uuid()))
-            .filter(agent::Column::EnvironmentId.eq(env.as_uuid()))
-            .exec(&tx)
+        self.transact(|tx| async move {
+            let res = agent::Entity::update_many()
+                .col_expr(agent::Column::Direction, direction.as_str().into())
+                .col_expr(agent::Column::UpdatedAt, at.into())
+                .filter(agent::Column::Id.eq(agent_id.as_uuid()))
+                .filter(agent::Column::EnvironmentId.eq(env.as_uuid()))
+                .exec(&tx)
+                .await?;
+            if res.rows_affected != 1 {
+                return Err(StoreError::AgentNotFound);
+            }
+            let current: Vec<PhoneNumberId> = agent_phone_number::Entity::find()
+                .select_only()
+                .column(agent_phone_number::Column::PhoneNumberId)
+                .filter(agent_phone_number::Column::AgentId.eq(agent_id.as_uuid()))
+                .into_tuple::<Uuid>()
+                .all(&tx)
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self.replace_assignments(&tx, env, agent_id, &current, numbers)
+                .await?;
+            let actor = auth.actor();
+            Event {
+                actor: &actor,
+                action: AuditAction::AgentCallingUpdated,
+                environment_id: Some(env),
+                request_id: None,
+                phone_number_id: None,
+                detail: Some(serde_json::json!({
+                    "agent_id": agent_id.to_string(),
+                    "direction": direction.as_str(),
+                    "phone_number_ids": numbers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })),
+            }
+            .record(&tx)
             .await?;
-        if res.rows_affected != 1 {
-            return Err(StoreError::AgentNotFound);
-        }
-        let current: Vec<PhoneNumberId> = agent_phone_number::Entity::find()
-            .select_only()
-            .column(agent_phone_number::Column::PhoneNumberId)
-            .filter(agent_phone_number::Column::AgentId.eq(agent_id.as_uuid()))
-            .into_tuple::<Uuid>()
-            .all(&tx)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        self.replace_assignments(&tx, env, agent_id, &current, numbers)
-            .await?;
-        let actor = auth.actor();
-        Event {
-            actor: &actor,
-            action: AuditAction::AgentCallingUpdated,
-            environment_id: Some(env),
-            request_id: None,
-            phone_number_id: None,
-            detail: Some(serde_json::json!({
-                "agent_id": agent_id.to_string(),
-                "direction": direction.as_str(),
-                "phone_number_ids": numbers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })),
-        }
-        .record(&tx)
+            Ok(())
+        })
         .await?;
-        tx.commit().await?;
         self.get_agent(env, agent_id).await
     }
 
@@ -544,35 +547,37 @@ impl Store {
         status: AgentStatus,
     ) -> Result<AgentView, StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        // Lock the agent's numbers, in id order, as an approval of one of them does: an
-        // activation and an approval of a number it holds take turns.
-        let mut held: Vec<Uuid> = agent_phone_number::Entity::find()
-            .select_only()
-            .column(agent_phone_number::Column::PhoneNumberId)
-            .filter(agent_phone_number::Column::AgentId.eq(agent_id.as_uuid()))
-            .into_tuple::<Uuid>()
-            .all(&tx)
-            .await?;
-        held.sort();
-        for number in held {
-            tx.execute_raw(self.stmt(
-                "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2",
-                [at.into(), number.into()],
-            ))
-            .await?;
-        }
-        let res = agent::Entity::update_many()
-            .col_expr(agent::Column::CurrentStatus, status.as_str().into())
-            .col_expr(agent::Column::UpdatedAt, at.into())
-            .filter(agent::Column::Id.eq(agent_id.as_uuid()))
-            .filter(agent::Column::EnvironmentId.eq(environment_id.as_uuid()))
-            .exec(&tx)
-            .await?;
-        if res.rows_affected != 1 {
-            return Err(StoreError::AgentNotFound);
-        }
-        tx.commit().await?;
+        self.transact(|tx| async move {
+            // Lock the agent's numbers, in id order, as an approval of one of them does: an
+            // activation and an approval of a number it holds take turns.
+            let mut held: Vec<Uuid> = agent_phone_number::Entity::find()
+                .select_only()
+                .column(agent_phone_number::Column::PhoneNumberId)
+                .filter(agent_phone_number::Column::AgentId.eq(agent_id.as_uuid()))
+                .into_tuple::<Uuid>()
+                .all(&tx)
+                .await?;
+            held.sort();
+            for number in held {
+                tx.execute_raw(self.stmt(
+                    "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2",
+                    [at.into(), number.into()],
+                ))
+                .await?;
+            }
+            let res = agent::Entity::update_many()
+                .col_expr(agent::Column::CurrentStatus, status.as_str().into())
+                .col_expr(agent::Column::UpdatedAt, at.into())
+                .filter(agent::Column::Id.eq(agent_id.as_uuid()))
+                .filter(agent::Column::EnvironmentId.eq(environment_id.as_uuid()))
+                .exec(&tx)
+                .await?;
+            if res.rows_affected != 1 {
+                return Err(StoreError::AgentNotFound);
+            }
+            Ok(())
+        })
+        .await?;
         self.get_agent(environment_id, agent_id).await
     }
 }
