@@ -19,6 +19,7 @@ mod staff;
 mod tenancy;
 mod time;
 mod views;
+pub mod wire;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
@@ -31,5 +32,6 @@ pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
 pub use tenancy::{AuthContext, EnvironmentInfo, IssuedToken, TokenInfo};
 pub use time::now;
 pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
+pub use wire::ReleaseRequestObject;
 
 pub use releasedesk_migration::{Migrator, MigratorTrait};
