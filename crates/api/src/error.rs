@@ -95,6 +95,22 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "Agent not found")
     }
 
+    pub fn idempotency_key_in_use() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_KEY_IN_USE",
+            "A request with this Idempotency-Key is still being carried out; retry shortly to get its response",
+        )
+    }
+
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was already used with another method, path or body; use a new key for a new request",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,6 +154,9 @@ impl From<StoreError> for ApiError {
                 format!("Release request is {status} and can no longer be cancelled"),
             ),
             StoreError::Invalid { field, message } => Self::validation(field, message),
+            // The request's claim on its key was taken over (its lock expired): its effect was
+            // rolled back, and the key belongs to the request that took it.
+            StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
             other @ (StoreError::EnvironmentNotFound
             | StoreError::ConfirmationMismatch
             | StoreError::DuplicatePhoneNumber

@@ -8,6 +8,7 @@
 mod dto;
 mod error;
 mod extract;
+mod idempotency;
 mod routes;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -61,7 +62,7 @@ impl Modify for BearerAuth {
 }
 
 fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::release_requests::request_release))
         .routes(routes!(routes::release_requests::list))
         .routes(routes!(routes::release_requests::get))
@@ -70,7 +71,10 @@ fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::phone_numbers::get))
         .routes(routes!(routes::agents::list))
         .routes(routes!(routes::agents::update_calling))
-        .split_for_parts()
+        .split_for_parts();
+    let mut doc = doc;
+    idempotency::document(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -90,6 +94,11 @@ pub fn router(store: Store) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        // Every POST route, and only the routes (an unknown path is a plain 404).
+        .route_layer(middleware::from_fn_with_state(
+            store.clone(),
+            idempotency::layer,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by `JsonBody`, which turns the limit into a 413 envelope; the extra

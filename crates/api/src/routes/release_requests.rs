@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use releasedesk_domain::{PhoneNumberId, Reason, RequestId, RequestStatus};
-use releasedesk_store::{ListFilter, Store};
+use releasedesk_store::{ListFilter, ReleaseRequest, Store, StoredResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -14,6 +15,7 @@ use crate::ApiError;
 use crate::dto::{Envelope, ReleaseRequestDto, RequestReleaseBody};
 use crate::error::ErrorBody;
 use crate::extract::{Auth, JsonBody};
+use crate::idempotency::{self, Idempotency};
 
 /// Request the release of a phone number.
 ///
@@ -40,9 +42,10 @@ use crate::extract::{Auth, JsonBody};
 pub async fn request_release(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     Path(phone_number_id): Path<String>,
     JsonBody(body): JsonBody<RequestReleaseBody>,
-) -> Result<(StatusCode, Json<Envelope<ReleaseRequestDto>>), ApiError> {
+) -> Result<Response, ApiError> {
     let reason = body
         .reason
         .ok_or_else(|| ApiError::validation("reason", "is required"))?;
@@ -50,11 +53,12 @@ pub async fn request_release(
         Reason::parse(&reason).map_err(|e| ApiError::validation("reason", e.to_string()))?;
     let phone_number_id =
         PhoneNumberId::parse(&phone_number_id).map_err(|_| ApiError::phone_number_not_found())?;
+    let render = |r: &ReleaseRequest| request_json(StatusCode::CREATED, r);
     let request = store
-        .request_release(&auth, phone_number_id, reason)
+        .request_release_idempotent(&auth, phone_number_id, reason, idem.completion(&render))
         .await?;
     tracing::info!(request_id = %request.id, "release requested");
-    Ok((StatusCode::CREATED, Json(Envelope::new(request.into()))))
+    Ok(idem.respond(&request, &render))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -158,10 +162,22 @@ pub async fn get(
 pub async fn cancel(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     Path(request_id): Path<String>,
-) -> Result<Json<Envelope<ReleaseRequestDto>>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = RequestId::parse(&request_id).map_err(|_| ApiError::request_not_found())?;
-    let request = store.cancel_request(&auth, id).await?;
+    let render = |r: &ReleaseRequest| request_json(StatusCode::OK, r);
+    let request = store
+        .cancel_request_idempotent(&auth, id, idem.completion(&render))
+        .await?;
     tracing::info!(request_id = %request.id, "release request cancelled");
-    Ok(Json(Envelope::new(request.into())))
+    Ok(idem.respond(&request, &render))
+}
+
+/// A release request in the success envelope, as the client receives it.
+fn request_json(status: StatusCode, request: &ReleaseRequest) -> StoredResponse {
+    idempotency::json(
+        status,
+        &Envelope::new(ReleaseRequestDto::from(request.clone())),
+    )
 }
