@@ -5,6 +5,7 @@
 //! takes a raw `String` for a domain value.
 
 mod email;
+mod idempotency;
 mod ids;
 mod phone;
 mod status;
@@ -12,6 +13,9 @@ mod text;
 mod token;
 
 pub use email::{EmailAddress, EmailError};
+pub use idempotency::{
+    IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN, RequestFingerprint,
+};
 pub use ids::{AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId};
 pub use phone::{E164, E164Error};
 pub use status::{
