@@ -15,6 +15,7 @@ mod outbox;
 mod release;
 mod requests;
 mod review;
+mod sign_in;
 mod staff;
 mod tenancy;
 mod time;
@@ -27,7 +28,8 @@ pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, Outb
 pub use release::{CarrierReceipt, ReleaseOutcome};
 pub use requests::{Cursor, ListFilter, Page};
 pub use review::{OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
-pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
+pub use sign_in::{Reservation, SignInAttempt, SignInThrottle, SignInTicket};
+pub use staff::{NewStaffSession, StaffAccount, StaffSession};
 pub use tenancy::{AuthContext, EnvironmentInfo, IssuedToken, TokenInfo};
 pub use time::now;
 pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
