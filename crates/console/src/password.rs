@@ -4,6 +4,7 @@
 //! [`PasswordChecks`]: on the blocking pool, a bounded number at a time, in reused memory.
 
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -63,7 +64,13 @@ pub(crate) struct PasswordChecks {
     /// Checks running: `checks` permits.
     running: Arc<Semaphore>,
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Sign-ins answered busy since the last warning, and when that was: a flood is logged
+    /// once in a while, not once per request.
+    busy: Mutex<(u64, Option<Instant>)>,
 }
+
+/// How often a full line is logged at most.
+const BUSY_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A sign-in's place among those checking or waiting to check a password.
 pub(crate) struct Admission {
@@ -78,16 +85,29 @@ impl PasswordChecks {
             admitted: Arc::new(Semaphore::new(checks.saturating_add(queue))),
             running: Arc::new(Semaphore::new(checks)),
             memory: Arc::default(),
+            busy: Mutex::new((0, None)),
         }
     }
 
     /// A place in line, or `None` when the line is full.
     pub fn admit(&self) -> Option<Admission> {
-        self.admitted
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|place| Admission { _place: place })
+        let place = self.admitted.clone().try_acquire_owned().ok();
+        if place.is_none() {
+            self.note_busy();
+        }
+        place.map(|place| Admission { _place: place })
+    }
+
+    fn note_busy(&self) {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        busy.0 += 1;
+        if busy.1.is_none_or(|at| at.elapsed() >= BUSY_WARN_EVERY) {
+            tracing::warn!(
+                answered_busy = busy.0,
+                "sign-ins answered busy: the password-check line is full"
+            );
+            *busy = (0, Some(Instant::now()));
+        }
     }
 
     /// Does `password` match `stored`? With no stored hash (unknown account), a dummy hash is

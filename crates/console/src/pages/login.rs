@@ -105,7 +105,6 @@ pub(crate) async fn submit(
     // A place in the password-check line first: when it is full the answer is "busy" at once,
     // before anything is counted or looked up.
     let Some(admission) = state.passwords.admit() else {
-        tracing::warn!("console sign-in refused: the password-check line is full");
         return Err(HtmlError::Busy);
     };
     let secure = state.config.secure_cookies;
