@@ -157,13 +157,23 @@ fn address_key(address: Option<IpAddr>) -> String {
     }
 }
 
+/// The end of the latest lock among `rows` still running at `at`.
+fn running_lock<'a>(
+    rows: impl Iterator<Item = &'a sign_in_throttle::Model>,
+    at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    rows.filter_map(|row| row.locked_until)
+        .filter(|&until| until > at)
+        .max()
+}
+
 /// Rows forgotten per pass, so one pass stays short however much an attack left behind.
 const FORGET_BATCH: u32 = 100;
 
 impl Store {
     /// Reserves one failed sign-in for `attempt` on each of its keys, or refuses it while any
-    /// key is locked (see the module docs). Counted rows that have been quiet long enough are
-    /// forgotten on the way.
+    /// key is locked (see the module docs). After a granted reservation, rows that have been
+    /// quiet long enough are forgotten.
     pub async fn reserve_sign_in(
         &self,
         attempt: &SignInAttempt<'_>,
@@ -171,40 +181,47 @@ impl Store {
     ) -> Result<Reservation, StoreError> {
         let at = now();
         let address = address_key(attempt.address);
-        let address = &address;
+        let known = match attempt.staff {
+            Some(staff) => {
+                staff_known_address::Entity::find_by_id((staff.as_uuid(), address.clone()))
+                    .one(self.reader())
+                    .await?
+                    .is_some_and(|k| at - k.last_signed_in_at <= policy.known_address_for)
+            }
+            None => false,
+        };
+        let mut wanted = vec![
+            (
+                KeyKind::AccountAtAddress,
+                format!("account-at-address:{}|{address}", attempt.account),
+            ),
+            (KeyKind::Address, format!("address:{address}")),
+        ];
+        if !known {
+            wanted.push((KeyKind::Account, format!("account:{}", attempt.account)));
+        }
+        // One locking order for every transaction, so concurrent attempts cannot deadlock.
+        wanted.sort_by(|a, b| a.1.cmp(&b.1));
+
+        // A lock already running refuses without a write: a flood against a locked key costs
+        // one read each. (A read a moment old can only refuse what a moment earlier would have
+        // been refused anyway; counting is decided in the transaction below.)
+        let seen = sign_in_throttle::Entity::find()
+            .filter(sign_in_throttle::Column::Key.is_in(wanted.iter().map(|(_, k)| k.clone())))
+            .all(self.reader())
+            .await?;
+        if let Some(until) = running_lock(seen.iter(), at) {
+            return Ok(Reservation::Refused { until });
+        }
+
+        let (wanted, address) = (&wanted, &address);
         let reservation = self
             .transact(|tx| async move {
-                let known = match attempt.staff {
-                    Some(staff) => {
-                        staff_known_address::Entity::find_by_id((staff.as_uuid(), address.clone()))
-                            .one(&tx)
-                            .await?
-                            .is_some_and(|k| at - k.last_signed_in_at <= policy.known_address_for)
-                    }
-                    None => false,
-                };
-                let mut wanted = vec![
-                    (
-                        KeyKind::AccountAtAddress,
-                        format!("account-at-address:{}|{address}", attempt.account),
-                    ),
-                    (KeyKind::Address, format!("address:{address}")),
-                ];
-                if !known {
-                    wanted.push((KeyKind::Account, format!("account:{}", attempt.account)));
-                }
-                // One locking order for every transaction, so concurrent attempts cannot deadlock.
-                wanted.sort_by(|a, b| a.1.cmp(&b.1));
                 let mut rows = Vec::with_capacity(wanted.len());
                 for (kind, key) in wanted {
-                    rows.push((kind, self.lock_throttle_row(&tx, &key, at).await?));
+                    rows.push((*kind, self.lock_throttle_row(&tx, key, at).await?));
                 }
-                let running = rows
-                    .iter()
-                    .filter_map(|(_, row)| row.locked_until)
-                    .filter(|&until| until > at)
-                    .max();
-                if let Some(until) = running {
+                if let Some(until) = running_lock(rows.iter().map(|(_, row)| row), at) {
                     return Ok(Reservation::Refused { until });
                 }
                 let mut keys = Vec::with_capacity(rows.len());
@@ -238,7 +255,9 @@ impl Store {
                 }))
             })
             .await?;
-        if let Err(e) = self.forget_quiet_throttle_rows(at).await {
+        if matches!(reservation, Reservation::Granted(_))
+            && let Err(e) = self.forget_quiet_throttle_rows(at).await
+        {
             tracing::warn!(error = %e, "forgetting quiet sign-in throttle rows failed");
         }
         Ok(reservation)
