@@ -4,7 +4,9 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod database;
 mod demo;
+pub mod metrics;
 pub mod telemetry;
 
 pub use app::{RunningServer, start};

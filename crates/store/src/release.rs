@@ -122,6 +122,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        crate::stats::count_transition(next);
         Ok(ReleaseOutcome::Released(ReleaseRequest {
             status: next,
             released_at: Some(at),

@@ -167,6 +167,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        crate::stats::count_transition(RequestStatus::Pending);
         ReleaseRequest::try_from(model)
     }
 
@@ -254,6 +255,7 @@ impl Store {
         .record(&tx)
         .await?;
         tx.commit().await?;
+        crate::stats::count_transition(next);
         Ok(ReleaseRequest {
             status: next,
             resolved_at: Some(at),

@@ -260,6 +260,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        crate::stats::count_transition(next);
         Ok(ReleaseRequest {
             status: next,
             resolved_at: Some(at),
@@ -328,6 +329,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        crate::stats::count_transition(next);
         Ok(ReleaseRequest {
             status: next,
             resolved_at: Some(at),
