@@ -18,7 +18,7 @@ mod worker;
 
 pub use carrier::{Carrier, CarrierError, CarrierReceipt, NumberRelease, RecordingCarrier};
 pub use email::{EmailContext, EmailKind, RenderedEmail};
-pub use transport::DeliveryError;
+pub use transport::{DeliveryError, eml_file_name};
 pub use worker::{Worker, retry_delay};
 
 /// Where and how emails go, and how the worker paces itself.

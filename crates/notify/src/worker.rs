@@ -335,7 +335,7 @@ impl Worker {
             message_id(row.id, &self.message_host),
         )
         .map_err(|e| Failure::permanent(format!("building the message: {e}")))?;
-        tokio::time::timeout(deadline, self.transport.send(row.id, message))
+        tokio::time::timeout(deadline, self.transport.send(row, kind, message))
             .await
             .map_err(|_| {
                 Failure::transient(format!(
