@@ -1,7 +1,7 @@
 //! Free text written by people: the customer's reason and the staff's notes.
 //!
-//! Rules (DESIGN §2): trimmed, then counted in *characters* (Unicode scalar values, not bytes);
-//! control characters other than newline and tab are refused. Carriage returns are refused too:
+//! Rules: trimmed, then counted in *characters* (Unicode scalar values, not bytes); control
+//! characters other than newline and tab are refused. Carriage returns are refused too:
 //! browsers submit `\r\n` in textareas, so the console normalises line endings *before* parsing.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! releasedesk notifications and the release job (DESIGN §4).
+//! releasedesk notifications and the release job (docs/architecture.md, "The worker").
 //!
 //! - [`email`]: the typed emails, rendered from `templates/email/<name>/{subject.txt,body.txt,body.html}`.
 //! - [`DeliveryError`]: how an SMTP or file delivery failed (transient or permanent).

@@ -1,5 +1,6 @@
 //! The outbox worker against a real database (SQLite, and PostgreSQL with `TEST_DATABASE_URL`)
-//! and a real SMTP server in the test process. One test per rule of DESIGN §4.
+//! and a real SMTP server in the test process. One test per rule of the outbox and the worker
+//! (docs/architecture.md).
 
 mod common;
 
