@@ -1369,6 +1369,56 @@ async fn readme_walkthrough(run: &DemoRun) {
     );
 }
 
+/// Signs in to the console as a browser would (the sign-in form's CSRF token, its cookie);
+/// `true` when the console let the person in (a redirect away from the sign-in page).
+async fn console_sign_in(root: &str, email: &str, password: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{root}/console/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).expect("a csrf_token field") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').unwrap()];
+    let encode = |v: &str| {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let res = client
+        .post(format!("{root}/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "email={}&password={}&csrf_token={}",
+            encode(email),
+            encode(password),
+            encode(csrf)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    res.status() == 303 && !location.starts_with("/console/login")
+}
+
 /// `demo` twice on one database, the README's walk-through after each: the second run finds
 /// (or makes) a free number, a number held by an active agent and that agent, describes them
 /// as they are now, and adds no second staff account.
@@ -1391,6 +1441,11 @@ async fn demo_twice_then_the_readme_walkthrough_answers_as_documented(db: TestDb
         assert!(run.comments["AGENT"].starts_with("\"Front desk\" (active"));
         assert!(run.comments["FREE_NUMBER"].contains("no agent holds it"));
         readme_walkthrough(&run).await;
+        let root = run.exports["BASE"].trim_end_matches("/api/v1").to_owned();
+        assert!(
+            console_sign_in(&root, "demo@releasedesk.local", &run.password).await,
+            "round {round}: the printed staff sign-in works"
+        );
         seen_numbers.push((
             run.exports["FREE_NUMBER"].clone(),
             run.exports["IN_USE_NUMBER"].clone(),
