@@ -778,22 +778,20 @@ fn with_json_errors_are_one_json_object_too() {
     );
     assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
 
-    // A refused setting, before the command even runs.
+    // A refused value, before the command even runs.
     let (out, _) = finish(command(
         &[
-            "phone",
-            "add",
-            "--env",
-            "x",
-            "--number",
-            "+15551234567",
-            "--json",
+            "agent", "add", "--env", "x", "--name", "Y", "--status", "asleep", "--json",
         ],
-        &[("RELEASEDESK_WORKER_POLL_MS", "fast")],
+        &[],
     ));
+    assert_eq!(out.status.code(), Some(2));
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    assert!(v["error"].as_str().unwrap().contains("--env"), "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({ "error": "invalid --status: 'asleep' is not one of: active, draft, paused" })
+    );
 }
 
 #[test]

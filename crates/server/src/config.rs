@@ -80,7 +80,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub metrics: MetricsArgs,
     /// Serve API and console only; run the outbox worker elsewhere (`releasedesk worker`).
-    /// Accepts 1/0, true/false, yes/no.
+    /// The variable accepts 1/0, true/false, yes/no.
     #[arg(long, env = "RELEASEDESK_NO_WORKER", value_parser = BoolishValueParser::new())]
     pub no_worker: bool,
 }
