@@ -1197,12 +1197,11 @@ fn start_demo(db: &str, port: u16, metrics_port: u16, mail: &std::path::Path) ->
     let stdout = running.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end, even past the walk-through: a reader that left early would close
+        // the pipe under the demo's feet.
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let last = line.starts_with("Stop with Ctrl-C.");
-            if tx.send(line).is_err() || last {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let mut printed = Vec::new();

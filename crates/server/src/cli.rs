@@ -2,7 +2,7 @@
 //! (an error too: `{"error": "…"}`); logs go to stderr.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -577,10 +577,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let server = crate::app::start(config).await?;
-    eprintln!("releasedesk listening on {}", server.base_url());
+    // Not `eprintln!`: a closed stderr must not stop a server that is already serving.
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "releasedesk listening on {}", server.base_url());
     if let Some(addr) = server.metrics_addr {
-        eprintln!("metrics on http://{addr}/metrics");
+        let _ = writeln!(stderr, "metrics on http://{addr}/metrics");
     }
+    drop(stderr);
     tokio::spawn(cancel_on_signal(server.shutdown_token()));
     server.wait().await;
     tracing::info!("releasedesk stopped");

@@ -10,6 +10,8 @@
 //! It issues a fresh token (a token is shown only once) and gives the one demo staff account
 //! a new password, so every run prints a sign-in and `export` lines that work as printed.
 
+use std::io::Write;
+
 use anyhow::Context;
 use rand::Rng;
 use releasedesk_domain::{
@@ -333,7 +335,11 @@ impl Seeded {
         if let Some(addr) = metrics {
             out.push_str(&format!("\nMetrics: http://{addr}/metrics\n"));
         }
-        out.push_str("\nStop with Ctrl-C.\n");
-        println!("{out}");
+        out.push_str("\nStop with Ctrl-C.\n\n");
+        // Not `println!`: a closed stdout (`releasedesk demo | head`) must not stop the server.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush());
     }
 }
