@@ -1152,9 +1152,74 @@ async fn metrics_move_with_real_traffic(db: TestDb) {
         "nobody works the outbox: its oldest due row is late"
     );
     promtool_check(&second);
-    tokio::task::spawn_blocking(move || stop(server))
-        .await
-        .unwrap();
+
+    // A worker of its own, with its own /metrics: it delivers the backlog and counts it.
+    let worker_port = free_port();
+    let worker = spawn(
+        &db.url,
+        &["worker"],
+        &[
+            (
+                "RELEASEDESK_METRICS_BIND",
+                format!("127.0.0.1:{worker_port}"),
+            ),
+            ("RELEASEDESK_MAIL_DIR", mail.path().display().to_string()),
+            ("RELEASEDESK_WORKER_POLL_MS", "50".into()),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let worked = loop {
+        if let Ok(res) = client
+            .get(format!("http://127.0.0.1:{worker_port}/metrics"))
+            .send()
+            .await
+        {
+            let text = res.text().await.unwrap();
+            if sample(
+                &text,
+                "releasedesk_outbox_attempts_total",
+                &[("kind", "email.request_created"), ("outcome", "completed")],
+            ) == Some(1.0)
+            {
+                break text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never delivered the email"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    promtool_check(&worked);
+    let after = scrape().await;
+    assert_eq!(
+        sample(
+            &after,
+            "releasedesk_outbox_rows",
+            &[("kind", "email.request_created"), ("state", "pending")]
+        ),
+        Some(0.0),
+        "the backlog is gone: {after}"
+    );
+    assert_eq!(
+        sample(&after, "releasedesk_outbox_oldest_due_age_seconds", &[]),
+        Some(0.0)
+    );
+    let files: Vec<String> = std::fs::read_dir(mail.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].contains("-request_created-") && files[0].ends_with(".eml"),
+        "{files:?}"
+    );
+    tokio::task::spawn_blocking(move || {
+        stop(worker);
+        stop(server)
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
