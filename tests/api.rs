@@ -1,4 +1,5 @@
-//! The customer REST API, black-box over real HTTP: one test per rule of DESIGN §1–2.
+//! The customer REST API, black-box over real HTTP: one test per rule of the workflow and the
+//! API (docs/workflow.md).
 //!
 //! Snapshots sit in `allow_duplicates!`: the SQLite and PostgreSQL runs of a test assert the
 //! same snapshot, so both backends must answer byte for byte alike.

@@ -67,7 +67,7 @@ impl MigrationTrait for Migration {
             }
             manager.create_index(index.to_owned()).await?;
         }
-        // At most one open request per number, enforced by the database (DESIGN §1).
+        // At most one open request per number, enforced by the database (docs/workflow.md).
         // Partial indexes: same statement on SQLite and PostgreSQL.
         manager
             .get_connection()

@@ -156,3 +156,14 @@ pub async fn create_staff(
     let hash = password::hash_new(password).await?;
     Ok(store.add_staff(email, name, &hash).await?)
 }
+
+/// Gives an existing staff account a new password (hashed like [`create_staff`]'s) and ends
+/// its sessions. `false` when no account has this email.
+pub async fn set_staff_password(
+    store: &Store,
+    email: &EmailAddress,
+    password: &str,
+) -> Result<bool, CreateStaffError> {
+    let hash = password::hash_new(password).await?;
+    Ok(store.set_staff_password(email, &hash).await?)
+}

@@ -1,4 +1,4 @@
-//! The release-request workflow (DESIGN §1) and the other small enumerations.
+//! The release-request workflow (docs/workflow.md) and the other small enumerations.
 //!
 //! ```text
 //! pending --cancel--> cancelled   (terminal)

@@ -1,4 +1,4 @@
-//! releasedesk notifications and the release job (DESIGN §4).
+//! releasedesk notifications and the release job (docs/architecture.md, "The worker").
 //!
 //! - [`email`]: the typed emails, rendered from `templates/email/<name>/{subject.txt,body.txt,body.html}`.
 //! - [`DeliveryError`]: how an SMTP or file delivery failed (transient or permanent).
@@ -18,7 +18,7 @@ mod worker;
 
 pub use carrier::{Carrier, CarrierError, CarrierReceipt, NumberRelease, RecordingCarrier};
 pub use email::{EmailContext, EmailKind, RenderedEmail};
-pub use transport::DeliveryError;
+pub use transport::{DeliveryError, eml_file_name};
 pub use worker::{Worker, retry_delay};
 
 /// Where and how emails go, and how the worker paces itself.

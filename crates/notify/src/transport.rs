@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use releasedesk_domain::OutboxId;
+use releasedesk_store::{EmailKind, OutboxRow};
 use tokio::io::AsyncWriteExt;
 
 /// Why an email was not delivered, sorted by what the worker should do about it.
@@ -54,12 +54,22 @@ impl Transport {
 
     /// Delivers `message`. Returns only once the SMTP server accepted it (250 after DATA) or
     /// the file is durably in place.
-    pub(crate) async fn send(&self, id: OutboxId, message: Message) -> Result<(), DeliveryError> {
+    pub(crate) async fn send(
+        &self,
+        row: &OutboxRow,
+        kind: EmailKind,
+        message: Message,
+    ) -> Result<(), DeliveryError> {
         match self {
             Self::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(classify_smtp),
-            Self::File(dir) => write_eml(dir, id, &message.formatted()).await.map_err(|e| {
-                DeliveryError::Transient(format!("writing the .eml file in {}: {e}", dir.display()))
-            }),
+            Self::File(dir) => write_eml(dir, &eml_file_name(row, kind), &message.formatted())
+                .await
+                .map_err(|e| {
+                    DeliveryError::Transient(format!(
+                        "writing the .eml file in {}: {e}",
+                        dir.display()
+                    ))
+                }),
         }
     }
 }
@@ -88,20 +98,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The file name is the outbox id, so a retry after a crash overwrites rather than adds.
-pub(crate) fn eml_path(dir: &Path, id: OutboxId) -> PathBuf {
-    dir.join(format!("{id}.eml"))
+/// `{created}-{kind}-{outbox id}.eml`, e.g.
+/// `20261128T091500Z-request_approved-01937c3e-….eml`: a person listing the folder sees when
+/// and what each email is, in the order they were written. The name is a function of the row
+/// alone (never of the attempt), so a retry after a crash overwrites the file rather than
+/// adding a second one.
+pub fn eml_file_name(row: &OutboxRow, kind: EmailKind) -> String {
+    format!(
+        "{}-{}-{}.eml",
+        row.created_at.format("%Y%m%dT%H%M%SZ"),
+        kind.as_str(),
+        row.id
+    )
 }
 
 /// Written to a temporary name, synced, then renamed: a reader never sees half an email.
-async fn write_eml(dir: &Path, id: OutboxId, bytes: &[u8]) -> io::Result<()> {
+async fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     tokio::fs::create_dir_all(dir).await?;
-    let tmp = dir.join(format!(".{id}.eml.tmp"));
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = tokio::fs::File::create(&tmp).await?;
     file.write_all(bytes).await?;
     file.sync_all().await?;
     drop(file);
-    tokio::fs::rename(&tmp, eml_path(dir, id)).await
+    tokio::fs::rename(&tmp, dir.join(name)).await
 }
 
 #[cfg(test)]
@@ -126,5 +145,25 @@ mod tests {
         ] {
             assert!(Transport::new(Some(url), Path::new(".")).is_ok(), "{url}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_retry_overwrites_the_same_file_and_leaves_no_temporary_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write_eml(dir.path(), "a.eml", b"first attempt")
+            .await
+            .unwrap();
+        write_eml(dir.path(), "a.eml", b"second attempt")
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, ["a.eml"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.eml")).unwrap(),
+            "second attempt"
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use rand::Rng;
 use releasedesk_domain::RequestStatus;
+use releasedesk_store::stats::{self, AttemptOutcome};
 use releasedesk_store::{
     OutboxKind, OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, now,
 };
@@ -254,20 +255,32 @@ impl Worker {
             OutboxKind::ReleaseNumber => self.release_number(&row, deadline).await,
         };
         let request_id = row.request_id.map(|id| id.to_string()).unwrap_or_default();
-        match result {
-            Ok(Done::Completed) => info!(
-                outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
-                "outbox row done"
-            ),
-            Ok(Done::LeaseLost) => warn!(
-                outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
-                "outbox row carried out after its lease expired; another worker may repeat it"
-            ),
+        let outcome = match result {
+            Ok(Done::Completed) => {
+                info!(
+                    outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
+                    "outbox row done"
+                );
+                AttemptOutcome::Completed
+            }
+            Ok(Done::LeaseLost) => {
+                warn!(
+                    outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
+                    "outbox row carried out after its lease expired; another worker may repeat it"
+                );
+                AttemptOutcome::LeaseLost
+            }
             Err(failure) => self.record_failure(&row, &request_id, failure).await,
-        }
+        };
+        stats::count_attempt(row.kind, outcome);
     }
 
-    async fn record_failure(&self, row: &OutboxRow, request_id: &str, failure: Failure) {
+    async fn record_failure(
+        &self,
+        row: &OutboxRow,
+        request_id: &str,
+        failure: Failure,
+    ) -> AttemptOutcome {
         let delay = retry_delay(row.attempts);
         let retry_at = now() + chrono_duration(delay);
         let recorded = self
@@ -281,6 +294,12 @@ impl Worker {
             )
             .await;
         let (id, kind, attempt, error) = (row.id, row.kind, row.attempts, failure.message.as_str());
+        let outcome = match &recorded {
+            Ok(Some(OutboxState::Dead)) => AttemptOutcome::Dead,
+            Ok(Some(_)) => AttemptOutcome::Retry,
+            Ok(None) => AttemptOutcome::LeaseLost,
+            Err(_) => AttemptOutcome::Unrecorded,
+        };
         match recorded {
             Ok(Some(OutboxState::Dead)) => error!(
                 outbox_id = %id, %kind, request_id, attempt, error, permanent = failure.permanent,
@@ -299,6 +318,7 @@ impl Worker {
                 "outbox row failed and the failure could not be recorded; retried when the lease expires"
             ),
         }
+        outcome
     }
 
     async fn deliver_email(
@@ -337,7 +357,7 @@ impl Worker {
             message_id(row.id, &self.message_host),
         )
         .map_err(|e| Failure::permanent(format!("building the message: {e}")))?;
-        tokio::time::timeout(deadline, self.transport.send(row.id, message))
+        tokio::time::timeout(deadline, self.transport.send(row, kind, message))
             .await
             .map_err(|_| {
                 Failure::transient(format!(

@@ -1,5 +1,6 @@
 //! The outbox worker against a real database (SQLite, and PostgreSQL with `TEST_DATABASE_URL`)
-//! and a real SMTP server in the test process. One test per rule of DESIGN §4.
+//! and a real SMTP server in the test process. One test per rule of the outbox and the worker
+//! (docs/architecture.md).
 
 mod common;
 
@@ -51,7 +52,7 @@ on_both_backends!(
     smtp_down_at_first_is_retried_soon_and_delivered_once_when_back,
     smtp_421_is_retried,
     smtp_550_goes_dead_and_a_console_retry_delivers_it,
-    without_smtp_url_each_email_is_one_eml_file_named_by_its_row,
+    without_smtp_url_each_email_is_one_eml_file_named_by_time_kind_and_row,
     several_workers_never_send_one_row_twice,
     a_crashed_workers_row_is_delivered_after_the_lease_with_the_same_message_id,
     a_row_whose_last_attempt_never_reports_back_goes_dead,
@@ -341,7 +342,7 @@ async fn smtp_550_goes_dead_and_a_console_retry_delivers_it(db: &TestDb) {
     );
 }
 
-async fn without_smtp_url_each_email_is_one_eml_file_named_by_its_row(db: &TestDb) {
+async fn without_smtp_url_each_email_is_one_eml_file_named_by_time_kind_and_row(db: &TestDb) {
     let store = &db.store;
     let mail_dir = tempfile::tempdir().unwrap();
     // The folder does not exist yet: the worker makes it.
@@ -372,16 +373,25 @@ async fn without_smtp_url_each_email_is_one_eml_file_named_by_its_row(db: &TestD
     files.sort();
     let approved = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestApproved)).await;
     let released = outbox_row(store, req.id, OutboxKind::Email(EmailKind::RequestReleased)).await;
+    // `{created}-{kind}-{outbox id}.eml`: the time and the kind tell the emails apart at a
+    // glance; the id keeps the name unique and the same for every attempt.
+    let name = |row: &releasedesk_store::OutboxRow, kind: &str| {
+        format!(
+            "{}-{kind}-{}.eml",
+            row.created_at.format("%Y%m%dT%H%M%SZ"),
+            row.id
+        )
+    };
     let mut expected = vec![
-        format!("{}.eml", approved.id),
-        format!("{}.eml", released.id),
+        name(&approved, "request_approved"),
+        name(&released, "request_released"),
     ];
     expected.sort();
     assert_eq!(
         files, expected,
         "one file per email, no temporary files left"
     );
-    let raw = std::fs::read_to_string(mail_dir.join(format!("{}.eml", approved.id))).unwrap();
+    let raw = std::fs::read_to_string(mail_dir.join(name(&approved, "request_approved"))).unwrap();
     let parsed = ParsedEmail::parse(&raw);
     assert_eq!(
         parsed.header("Message-ID"),

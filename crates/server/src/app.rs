@@ -13,9 +13,8 @@ use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use releasedesk_console::TrustedProxies;
-use releasedesk_domain::EmailAddress;
 use releasedesk_notify::{NotifyConfig, RecordingCarrier, Worker};
-use releasedesk_store::{Store, StoreOptions};
+use releasedesk_store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +31,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`].
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: Store,
     pub public_url: String,
     shutdown: CancellationToken,
@@ -73,15 +74,24 @@ impl RunningServer {
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let started = Instant::now();
     let store = connect(&config).await?;
-    store.migrate().await.context("applying migrations")?;
+    crate::database::migrate(&store).await?;
     let listener = TcpListener::bind(config.bind)
         .await
-        .with_context(|| format!("binding {}", config.bind))?;
+        .with_context(|| format!("binding RELEASEDESK_BIND (--bind) {}", config.bind))?;
     let addr = listener.local_addr()?;
     let public_url = config.public_url_for(addr);
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
+
+    let metrics_addr = match config.metrics_bind {
+        Some(bind) => {
+            let (addr, task) = crate::metrics::serve(bind, store.clone(), shutdown.clone()).await?;
+            tasks.push(task);
+            Some(addr)
+        }
+        None => None,
+    };
 
     if config.run_worker {
         let worker = build_worker(&store, &config, &public_url)?;
@@ -95,6 +105,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         public_url.starts_with("https://"),
         config.trusted_proxies.clone(),
     );
+    let router = crate::metrics::instrument(router, metrics_addr.is_some());
     let token = shutdown.clone();
     let limits = config.http;
     tasks.push(tokio::spawn(crate::http::serve(
@@ -110,6 +121,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     );
     Ok(RunningServer {
         addr,
+        metrics_addr,
         store,
         public_url,
         shutdown,
@@ -119,19 +131,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
 }
 
 pub async fn connect(config: &ServeConfig) -> anyhow::Result<Store> {
-    let support_email = config
-        .support_email
-        .as_deref()
-        .map(EmailAddress::parse)
-        .transpose()
-        .context("RELEASEDESK_SUPPORT_EMAIL is not a valid email address")?;
-    let options = StoreOptions {
-        support_email,
-        max_connections: config.max_connections,
-    };
-    Store::connect(&config.database_url, options)
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))
+    crate::database::connect(config).await
 }
 
 pub fn build_worker(

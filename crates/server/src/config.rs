@@ -1,4 +1,10 @@
-//! Configuration: every setting is an environment variable and a flag (DESIGN §5).
+//! Configuration: every setting is an environment variable and a flag (`docs/operations.md`
+//! lists them). Values are checked here, as they are parsed, so that a mistyped setting is
+//! refused before anything starts, with a message that says what to write instead; the
+//! command line names the setting (variable and flag) in front of it (`cli::usage_error`).
+//!
+//! An empty environment variable counts as unset (`cli::parse`), and booleans accept
+//! `1/0`, `true/false`, `yes/no`, `on/off`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,23 +16,31 @@ use releasedesk_console::TrustedProxies;
 use crate::http::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpLimits,
 };
+use clap::builder::BoolishValueParser;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://releasedesk.db?mode=rwc";
+/// Where `releasedesk demo` serves `/metrics` unless `RELEASEDESK_METRICS_BIND` says otherwise.
+pub const DEMO_METRICS_BIND: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9464,
+));
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    /// Database URL: `sqlite://file.db?mode=rwc` (embedded default) or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    /// Database URL: `sqlite://releasedesk.db?mode=rwc` (embedded; `mode=rwc` creates the file)
+    /// or `postgres://user@host:5432/database`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct MailArgs {
-    /// SMTP server URL (`smtp://host:port`, `smtp://user:pass@host?tls=required`,
-    /// `smtps://host`). Unset: emails are written as .eml files into the mail dir.
-    #[arg(long, env = "SMTP_URL")]
+    /// SMTP server URL: `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host` (TLS). Unset: emails are written as .eml files
+    /// into the mail dir.
+    #[arg(long, env = "SMTP_URL", value_parser = parse_smtp_url, hide_env_values = true)]
     pub smtp_url: Option<String>,
-    /// Where emails go when no SMTP URL is set.
+    /// Where emails go, as .eml files, when no SMTP URL is set.
     #[arg(long, env = "RELEASEDESK_MAIL_DIR", default_value = "./mail-outbox")]
     pub mail_dir: PathBuf,
     /// The From: of every email.
@@ -36,31 +50,43 @@ pub struct MailArgs {
         default_value = "releasedesk <no-reply@localhost>"
     )]
     pub mail_from: String,
-    /// How long a worker holds a claimed outbox row before another worker may take it.
+    /// How long a worker holds a claimed outbox row before another worker may take it (seconds).
     #[arg(long, env = "RELEASEDESK_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub worker_lease_secs: u64,
-    /// How often an idle worker looks for due rows.
+    /// How often an idle worker looks for due rows (milliseconds).
     #[arg(long, env = "RELEASEDESK_WORKER_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub worker_poll_ms: u64,
     /// A support inbox told of every new request.
     #[arg(long, env = "RELEASEDESK_SUPPORT_EMAIL")]
     pub support_email: Option<String>,
-    /// Base URL for links in emails (default `http://` + the bind address).
-    #[arg(long, env = "RELEASEDESK_PUBLIC_URL")]
+    /// Base URL for links in emails, e.g. `https://releasedesk.example.com` (default `http://`
+    /// + the bind address); `https://` also marks the console's cookies Secure.
+    #[arg(long, env = "RELEASEDESK_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Address for `GET /metrics` (Prometheus text format), e.g. `127.0.0.1:9464`. Unset: no
+    /// metrics are served (`demo` serves them on 127.0.0.1:9464).
+    #[arg(long, env = "RELEASEDESK_METRICS_BIND", value_parser = parse_bind)]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
-    /// Address to listen on.
-    #[arg(long, env = "RELEASEDESK_BIND", default_value = "127.0.0.1:8080")]
+    /// Address to listen on (API, console, health checks): an IP address and a port.
+    #[arg(long, env = "RELEASEDESK_BIND", default_value = "127.0.0.1:8080", value_parser = parse_bind)]
     pub bind: SocketAddr,
     #[command(flatten)]
     pub mail: MailArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Serve API and console only; run the outbox worker elsewhere (`releasedesk worker`).
-    #[arg(long, env = "RELEASEDESK_NO_WORKER")]
+    /// The variable accepts 1/0, true/false, yes/no.
+    #[arg(long, env = "RELEASEDESK_NO_WORKER", value_parser = BoolishValueParser::new())]
     pub no_worker: bool,
     #[command(flatten)]
     pub edges: EdgeArgs,
@@ -144,6 +170,8 @@ pub struct ServeConfig {
     pub http: HttpLimits,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// Where `/metrics` is served; `None`: nowhere, and no metrics are recorded.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -166,6 +194,7 @@ impl ServeConfig {
                 max_connections: args.edges.max_connections,
             },
             trusted_proxies: args.edges.trusted_proxies,
+            metrics_bind: args.metrics.metrics_bind,
         }
     }
 
@@ -185,6 +214,7 @@ impl ServeConfig {
             max_connections: Some(8),
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::default(),
+            metrics_bind: None,
         }
     }
 
@@ -195,6 +225,75 @@ impl ServeConfig {
             .unwrap_or_else(|| format!("http://{bound}"))
             .trim_end_matches('/')
             .to_owned()
+    }
+}
+
+/// An IP address and a port. Host names are refused rather than looked up: `localhost` may
+/// resolve to `::1` on one machine and `127.0.0.1` on another.
+pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let hint = "write an IP address and a port, such as 127.0.0.1:8080 (this machine only) or \
+                0.0.0.0:8080 (every interface)";
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("'{s}' has no port; {hint}"));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() && !host.is_empty() => Err(format!(
+            "'{s}' names a host, not an IP address; {hint} (host names are not looked up)"
+        )),
+        _ => Err(format!("'{s}' is not an IP address and port; {hint}")),
+    }
+}
+
+/// lettre's SMTP URL syntax, checked here so that a mistake names the part to change. The URL
+/// may carry a password: messages never repeat it.
+pub fn parse_smtp_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| {
+        format!("not a URL ({e}); write it like smtp://mail.example.com:25 or smtps://user:pass@mail.example.com")
+    })?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match url.scheme() {
+        "smtp" | "smtps" => {}
+        other => {
+            return Err(format!(
+                "the scheme must be smtp:// (plain, or STARTTLS with ?tls=required) or smtps:// (TLS), not {other}://"
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host; write it like smtp://mail.example.com:25".into());
+    }
+    let implicit_tls = url.scheme() == "smtps";
+    match (implicit_tls, tls.as_deref()) {
+        (false, None | Some("required" | "opportunistic")) | (true, None) => Ok(s.to_owned()),
+        (true, Some(_)) => Err(
+            "smtps:// always uses TLS and takes no tls parameter; remove ?tls=… (or use smtp://…?tls=required for STARTTLS)"
+                .into(),
+        ),
+        (false, Some(other)) => Err(format!(
+            "the tls parameter accepts required (STARTTLS, refuse a server without it) or opportunistic (STARTTLS when offered), not '{other}'; leave it out for plain SMTP, or use smtps:// for TLS from the first byte"
+        )),
+    }
+}
+
+/// An `http://` or `https://` URL with a host: links in emails are built on it.
+pub fn parse_public_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| {
+        format!("'{s}' is not a URL ({e}); write it like https://releasedesk.example.com")
+    })?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(s.to_owned()),
+        "http" | "https" => Err(format!(
+            "'{s}' has no host; write it like https://releasedesk.example.com"
+        )),
+        other => Err(format!(
+            "'{s}' must start with http:// or https://, not {other}://"
+        )),
     }
 }
 
@@ -272,5 +371,55 @@ mod tests {
         ] {
             assert!(parse(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bind_accepts_ip_and_port_and_explains_the_rest() {
+        assert_eq!(
+            parse_bind("0.0.0.0:8080").unwrap(),
+            SocketAddr::from(([0, 0, 0, 0], 8080))
+        );
+        assert!(parse_bind("[::1]:8080").is_ok());
+        assert!(
+            parse_bind("localhost:8080")
+                .unwrap_err()
+                .contains("names a host")
+        );
+        assert!(parse_bind("127.0.0.1").unwrap_err().contains("has no port"));
+        assert!(parse_bind("8080").unwrap_err().contains("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn smtp_urls_in_lettre_syntax_are_accepted() {
+        for ok in [
+            "smtp://127.0.0.1:2525",
+            "smtp://mail.example:587?tls=required",
+            "smtp://mail.example:587?tls=opportunistic",
+            "smtps://user:pw@mail.example",
+        ] {
+            assert_eq!(parse_smtp_url(ok).as_deref(), Ok(ok));
+        }
+    }
+
+    #[test]
+    fn a_bad_tls_parameter_lists_the_accepted_values_without_the_password() {
+        let err = parse_smtp_url("smtp://me:s3cret@mail.example?tls=bogus").unwrap_err();
+        assert!(
+            err.contains("required") && err.contains("opportunistic"),
+            "{err}"
+        );
+        assert!(err.contains("'bogus'"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let err = parse_smtp_url("imap://me:s3cret@mail.example").unwrap_err();
+        assert!(err.contains("smtp://") && !err.contains("s3cret"), "{err}");
+        assert!(parse_smtp_url("smtps://mail.example?tls=required").is_err());
+        assert!(parse_smtp_url("not a url").is_err());
+    }
+
+    #[test]
+    fn public_url_must_be_http_with_a_host() {
+        assert!(parse_public_url("https://releasedesk.example.com").is_ok());
+        assert!(parse_public_url("releasedesk.example.com").is_err());
+        assert!(parse_public_url("ftp://releasedesk.example.com").is_err());
     }
 }

@@ -4,8 +4,10 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod database;
 mod demo;
 pub mod http;
+pub mod metrics;
 pub mod request_id;
 pub mod telemetry;
 

@@ -265,4 +265,34 @@ impl Store {
         })
         .await
     }
+
+    /// Replaces an account's password hash and ends its sessions, in one transaction. `false`
+    /// when no account has this email. `releasedesk demo` uses it so that every run prints a
+    /// sign-in that works for the one demo account.
+    pub async fn set_staff_password(
+        &self,
+        email: &EmailAddress,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| async move {
+            let Some(account) = staff_user::Entity::find()
+                .filter(staff_user::Column::Email.eq(email.as_str()))
+                .one(&tx)
+                .await?
+            else {
+                return Ok(false);
+            };
+            staff_user::Entity::update_many()
+                .col_expr(staff_user::Column::PasswordHash, password_hash.into())
+                .filter(staff_user::Column::Id.eq(account.id))
+                .exec(&tx)
+                .await?;
+            staff_session::Entity::delete_many()
+                .filter(staff_session::Column::StaffId.eq(account.id))
+                .exec(&tx)
+                .await?;
+            Ok(true)
+        })
+        .await
+    }
 }

@@ -228,10 +228,14 @@ impl Store {
         command: Command<'_>,
         completion: Option<Completion<'_, ReleaseRequest>>,
     ) -> Result<ReleaseRequest, StoreError> {
-        self.transact_completing(completion, |tx| async move {
-            self.transition(&tx, actor, scope, command).await
-        })
-        .await
+        let after = self
+            .transact_completing(completion, |tx| async move {
+                self.transition(&tx, actor, scope, command).await
+            })
+            .await?;
+        // Counted once committed: a rolled-back (or retried) transition is not a transition.
+        crate::stats::count_transition(after.status);
+        Ok(after)
     }
 
     /// `POST /phone-numbers/{id}/request-release`: a new `pending` request.
@@ -348,23 +352,28 @@ impl Store {
             request_id,
             action: Action::Release { receipt },
         };
-        self.transact(|tx| async move {
-            if !mark_sent_in(&tx, job, lease_owner).await? {
-                return Ok(ReleaseOutcome::LeaseLost);
-            }
-            match self
-                .transition(&tx, &Actor::System, Scope::Any, command)
-                .await
-            {
-                Ok(released) => Ok(ReleaseOutcome::Released(released)),
-                // An earlier attempt released it and lost its lease before closing the job.
-                Err(StoreError::NotPending(RequestStatus::Released)) => {
-                    Ok(ReleaseOutcome::AlreadyReleased)
+        let outcome = self
+            .transact(|tx| async move {
+                if !mark_sent_in(&tx, job, lease_owner).await? {
+                    return Ok(ReleaseOutcome::LeaseLost);
                 }
-                Err(e) => Err(e),
-            }
-        })
-        .await
+                match self
+                    .transition(&tx, &Actor::System, Scope::Any, command)
+                    .await
+                {
+                    Ok(released) => Ok(ReleaseOutcome::Released(released)),
+                    // An earlier attempt released it and lost its lease before closing the job.
+                    Err(StoreError::NotPending(RequestStatus::Released)) => {
+                        Ok(ReleaseOutcome::AlreadyReleased)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if let ReleaseOutcome::Released(released) = &outcome {
+            crate::stats::count_transition(released.status);
+        }
+        Ok(outcome)
     }
 }
 

@@ -111,7 +111,7 @@ pub(crate) async fn show(
     items.truncate(PAGE_SIZE as usize);
 
     // Counts for the open statuses only: counting the terminal ones costs O(table), and this
-    // page must cost O(page) (DESIGN §7; bench/README.md).
+    // page must cost O(page) (bench/README.md).
     let open = state.store.open_request_counts().await?;
     let base = |s: &str| query_string(&[("status", s), ("env", &q.env), ("q", q.q.trim())]);
     let mut tabs: Vec<Tab> = RequestStatus::ALL
