@@ -140,6 +140,9 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { field, message } => Self::validation(field, message),
             other @ (StoreError::EnvironmentNotFound
             | StoreError::ConfirmationMismatch
+            | StoreError::SameReviewer
+            | StoreError::StaffNotFound
+            | StoreError::LastAdmin
             | StoreError::DuplicatePhoneNumber
             | StoreError::DuplicateStaff
             | StoreError::OutboxRowNotRetryable

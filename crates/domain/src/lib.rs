@@ -7,6 +7,7 @@
 mod email;
 mod ids;
 mod phone;
+mod review;
 mod status;
 mod text;
 mod token;
@@ -14,6 +15,10 @@ mod token;
 pub use email::{EmailAddress, EmailError};
 pub use ids::{AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId};
 pub use phone::{E164, E164Error};
+pub use review::{
+    ApprovalError, ApprovalOutcome, Permission, RequiredApprovals, RequiredApprovalsError,
+    ServiceLevels, StaffRole, decide_approval,
+};
 pub use status::{
     AgentStatus, Direction, PhoneNumberStatus, RequestAction, RequestEvent, RequestStatus,
     TransitionError, UnknownValue,

@@ -132,6 +132,7 @@ pub async fn connect(config: &ServeConfig) -> anyhow::Result<Store> {
     let options = StoreOptions {
         support_email,
         max_connections: config.max_connections,
+        service_levels: config.service_levels,
     };
     Store::connect(&config.database_url, options)
         .await
@@ -150,6 +151,7 @@ pub fn build_worker(
         public_url: public_url.to_owned(),
         poll_interval: config.worker_poll_interval,
         lease: config.worker_lease,
+        sweep_interval: config.sweep_interval,
     };
     Worker::new(store.clone(), notify, Arc::new(RecordingCarrier))
 }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use releasedesk_domain::{
-    AgentStatus, Direction, E164, EmailAddress, EnvironmentId, PhoneNumberId,
+    AgentStatus, Direction, E164, EmailAddress, EnvironmentId, PhoneNumberId, RequiredApprovals,
+    StaffRole,
 };
-use releasedesk_store::Store;
+use releasedesk_store::{Actor, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +83,19 @@ pub enum EnvCommand {
         /// Where approval, rejection and release emails go.
         #[arg(long)]
         notify_email: String,
+        /// How many different reviewers must approve a release: 1, or 2 for four eyes.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=2))]
+        required_approvals: i64,
+    },
+    /// Change an environment's approval policy (applies to every approval from now on).
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        env: String,
+        /// How many different reviewers must approve a release: 1, or 2 for four eyes.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2))]
+        required_approvals: i64,
     },
 }
 
@@ -149,7 +163,60 @@ pub enum StaffCommand {
         email: String,
         #[arg(long)]
         name: String,
+        /// viewer (reads), reviewer (also approves, rejects, retries) or admin (also manages staff).
+        #[arg(long, default_value = "reviewer", value_parser = ROLES)]
+        role: String,
     },
+    /// Change a staff account's role (effective at its next click).
+    SetRole {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ROLES)]
+        role: String,
+    },
+    /// Disable a staff account; its sessions end at once.
+    Disable {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled staff account again.
+    Enable {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+const ROLES: [&str; 3] = ["viewer", "reviewer", "admin"];
+
+fn role(s: &str) -> anyhow::Result<StaffRole> {
+    s.parse()
+        .map_err(|_| anyhow!("--role must be viewer, reviewer or admin"))
+}
+
+fn required_approvals(n: i64) -> anyhow::Result<RequiredApprovals> {
+    RequiredApprovals::new(n).map_err(|e| anyhow!("--required-approvals: {e}"))
+}
+
+fn staff_email(s: &str) -> anyhow::Result<EmailAddress> {
+    EmailAddress::parse(s).map_err(|_| anyhow!("--email is not a valid email address"))
+}
+
+/// The account with this email, or an error naming it.
+async fn staff_member(
+    store: &Store,
+    email: &EmailAddress,
+) -> anyhow::Result<releasedesk_store::StaffMember> {
+    match store.staff_by_email(email).await {
+        Ok(m) => Ok(m),
+        Err(StoreError::StaffNotFound) => Err(anyhow!("no staff account has the email {email}")),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -248,15 +315,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db,
             name,
             notify_email,
+            required_approvals: n,
         }) => {
             let email = EmailAddress::parse(&notify_email)
                 .map_err(|_| anyhow!("--notify-email is not a valid email address"))?;
+            let required = required_approvals(n)?;
             let store = open(&db).await?;
-            let env = store.create_environment(&name, &email).await?;
+            let env = store
+                .create_environment_with(&name, &email, required)
+                .await?;
             report(
                 json,
-                format!("environment {} created: {}", env.name, env.id),
-                json!({ "id": env.id.to_string() }),
+                format!(
+                    "environment {} created: {} (releases need {} approval{})",
+                    env.name,
+                    env.id,
+                    required,
+                    if required.get() == 1 { "" } else { "s" }
+                ),
+                json!({ "id": env.id.to_string(), "required_approvals": required.get() }),
+            );
+            Ok(())
+        }
+        Command::Env(EnvCommand::Set {
+            db,
+            env,
+            required_approvals: n,
+        }) => {
+            let required = required_approvals(n)?;
+            let id = env_id(&env)?;
+            let store = open(&db).await?;
+            let env = match store
+                .set_required_approvals(&Actor::Cli, id, required)
+                .await
+            {
+                Ok(env) => env,
+                Err(StoreError::EnvironmentNotFound) => {
+                    return Err(anyhow!("no environment has the id {id}"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            report(
+                json,
+                format!(
+                    "environment {}: releases need {} approval{}",
+                    env.name,
+                    required,
+                    if required.get() == 1 { "" } else { "s" }
+                ),
+                json!({ "id": env.id.to_string(), "required_approvals": required.get() }),
             );
             Ok(())
         }
@@ -329,20 +436,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Staff(StaffCommand::Add { db, email, name }) => {
-            let email = EmailAddress::parse(&email)
-                .map_err(|_| anyhow!("--email is not a valid email address"))?;
+        Command::Staff(StaffCommand::Add {
+            db,
+            email,
+            name,
+            role: r,
+        }) => {
+            let email = staff_email(&email)?;
+            let role = role(&r)?;
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let store = open(&db).await?;
-            let id = releasedesk_console::create_staff(&store, &email, &name, password).await?;
+            let id = releasedesk_console::create_staff_with_role(
+                &store,
+                &Actor::Cli,
+                &email,
+                &name,
+                password,
+                role,
+            )
+            .await?;
             report(
                 json,
-                format!("staff {email} added: {id}"),
-                json!({ "id": id.to_string() }),
+                format!("staff {email} added as {role}: {id}"),
+                json!({ "id": id.to_string(), "role": role.as_str() }),
+            );
+            Ok(())
+        }
+        Command::Staff(StaffCommand::SetRole { db, email, role: r }) => {
+            let email = staff_email(&email)?;
+            let role = role(&r)?;
+            let store = open(&db).await?;
+            let member = staff_member(&store, &email).await?;
+            let member = store.set_staff_role(&Actor::Cli, member.id, role).await?;
+            report(
+                json,
+                format!("staff {email} is now {}", member.role),
+                json!({ "id": member.id.to_string(), "role": member.role.as_str() }),
+            );
+            Ok(())
+        }
+        Command::Staff(StaffCommand::Disable { db, email }) => {
+            let email = staff_email(&email)?;
+            let store = open(&db).await?;
+            let member = staff_member(&store, &email).await?;
+            let member = store.disable_staff(&Actor::Cli, member.id).await?;
+            report(
+                json,
+                format!("staff {email} is disabled; its sessions have ended"),
+                json!({ "id": member.id.to_string(), "disabled": true }),
+            );
+            Ok(())
+        }
+        Command::Staff(StaffCommand::Enable { db, email }) => {
+            let email = staff_email(&email)?;
+            let store = open(&db).await?;
+            let member = staff_member(&store, &email).await?;
+            let member = store.enable_staff(&Actor::Cli, member.id).await?;
+            report(
+                json,
+                format!("staff {email} is enabled"),
+                json!({ "id": member.id.to_string(), "disabled": false }),
             );
             Ok(())
         }

@@ -7,8 +7,8 @@
 
 use anyhow::Context;
 use rand::Rng;
-use releasedesk_domain::{AgentStatus, Direction, E164, EmailAddress, Reason};
-use releasedesk_store::{EnvironmentInfo, PhoneNumberView, Store};
+use releasedesk_domain::{AgentStatus, Direction, E164, EmailAddress, Reason, StaffRole};
+use releasedesk_store::{Actor, EnvironmentInfo, PhoneNumberView, Store};
 
 const DEMO_ENV: &str = "Acme Voice (demo)";
 
@@ -132,7 +132,16 @@ pub async fn seed(store: &Store) -> anyhow::Result<Seeded> {
 async fn add_staff(store: &Store, email: &str) -> anyhow::Result<(String, String)> {
     let password = random_password();
     let email = EmailAddress::parse(email)?;
-    releasedesk_console::create_staff(store, &email, "Demo Reviewer", &password).await?;
+    // The demo's login is an admin, so every page of the console can be tried with it.
+    releasedesk_console::create_staff_with_role(
+        store,
+        &Actor::Cli,
+        &email,
+        "Demo Admin",
+        &password,
+        StaffRole::Admin,
+    )
+    .await?;
     Ok((email.as_str().to_owned(), password))
 }
 
@@ -176,7 +185,7 @@ impl Seeded {
             );
         }
         out.push_str(&format!(
-            "\nStaff console: {base_url}/console/login\n  email:    {}\n  password: {}\n",
+            "\nStaff console (an admin login): {base_url}/console/login\n  email:    {}\n  password: {}\n",
             self.staff_email, self.staff_password
         ));
         out.push_str(&format!(

@@ -8,6 +8,7 @@
 //! tuned.
 
 mod agents;
+mod approvals;
 mod audit;
 mod connect;
 pub mod entities;
@@ -19,12 +20,15 @@ mod numbers;
 mod outbox;
 mod paging;
 mod requests;
+mod service_levels;
 mod staff;
+mod staff_admin;
 mod time;
 mod tokens;
 mod transitions;
 mod views;
 
+pub use approvals::Approval;
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
 pub use environments::EnvironmentInfo;
@@ -32,7 +36,9 @@ pub use error::{AgentRef, StoreError};
 pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, OutboxState};
 pub use paging::{Cursor, Page};
 pub use requests::{ListFilter, OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
+pub use service_levels::SweepReport;
 pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
+pub use staff_admin::StaffMember;
 pub use time::now;
 pub use tokens::{AuthContext, IssuedToken, TokenInfo};
 pub use transitions::{CarrierReceipt, ReleaseOutcome};

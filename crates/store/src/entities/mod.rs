@@ -10,5 +10,7 @@ pub mod login_throttle;
 pub mod outbox;
 pub mod phone_number;
 pub mod release_request;
+pub mod request_approval;
+pub mod request_reminder;
 pub mod staff_session;
 pub mod staff_user;
