@@ -347,10 +347,7 @@ async fn sign_in(c: &Client, email: &str, password: &str) {
         .unwrap();
     // Shown once: a reload leaves a page without a flash, so the next one seen is new.
     c.refresh().await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("main"))
-        .await
-        .unwrap();
+    c.wait().for_element(Locator::Css("main")).await.unwrap();
 }
 
 /// Types the number into the approval form and submits it; returns the flash that follows.
