@@ -37,10 +37,20 @@ const BATCH: u64 = 100;
 /// backlog never keeps one sweep (and the worker's other work) busy for long.
 const MAX_BATCHES: usize = 20;
 
+/// A request the sweep could not handle: logged with its cause, left for the next sweep.
+fn skipped(request: RequestId, what: &str, error: &StoreError) {
+    let cause = match error {
+        StoreError::Database(db) => format!("{error}: {db}"),
+        other => other.to_string(),
+    };
+    tracing::warn!(request_id = %request, error = %cause, "the service-level sweep could not {what} a request; the next sweep tries again");
+}
+
 impl Store {
     /// Sweeps as if the time were `at`: expires what has waited past `expire_after`, then
     /// reminds the support inbox of what has waited past `remind_after` (a request that expires
-    /// needs no reminder).
+    /// needs no reminder). A request that fails is logged and left for the next sweep; an error
+    /// is returned only when the database cannot even list what is due.
     pub async fn sweep_service_levels(&self, at: DateTime<Utc>) -> Result<SweepReport, StoreError> {
         let expired = self.expire_overdue(at).await?;
         let reminded = self.remind_overdue(at).await?;
@@ -60,15 +70,20 @@ impl Store {
                     cutoff,
                 )
                 .await?;
+            let mut progressed = false;
             for request in &due {
                 match self.expire_request(request.id).await {
-                    Ok(_) => expired += 1,
+                    Ok(_) => {
+                        expired += 1;
+                        progressed = true;
+                    }
                     // Decided, cancelled or expired by someone else since we looked.
-                    Err(StoreError::NotPending(_)) => {}
-                    Err(e) => return Err(e),
+                    Err(StoreError::NotPending(_)) => progressed = true,
+                    // One request that cannot be expired must not hold up the others.
+                    Err(e) => skipped(request.id, "expire", &e),
                 }
             }
-            if (due.len() as u64) < BATCH {
+            if (due.len() as u64) < BATCH || !progressed {
                 break;
             }
         }
@@ -92,12 +107,19 @@ impl Store {
                     cutoff,
                 )
                 .await?;
+            let mut progressed = false;
             for request in &due {
-                if self.remind(request, support).await? {
-                    reminded += 1;
+                match self.remind(request, support).await {
+                    Ok(true) => {
+                        reminded += 1;
+                        progressed = true;
+                    }
+                    // Claimed by another sweep, or decided, since we looked.
+                    Ok(false) => progressed = true,
+                    Err(e) => skipped(request.id, "remind", &e),
                 }
             }
-            if (due.len() as u64) < BATCH {
+            if (due.len() as u64) < BATCH || !progressed {
                 break;
             }
         }

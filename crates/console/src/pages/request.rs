@@ -77,7 +77,8 @@ struct RequestPage {
     approvals: Vec<ApprovalRow>,
     /// "1 of 2 approvals, by Ada Reviewer" (pending) or "Approved by Ada and Bob".
     approvals_summary: Option<String>,
-    /// The signed-in reviewer already approved; the next approval must be someone else's.
+    /// The signed-in reviewer already approved and more approvals are needed: the next one must
+    /// be someone else's.
     you_approved: bool,
     /// An approval now would be recorded, not yet approve the request.
     first_of_several: bool,
@@ -138,6 +139,7 @@ pub(crate) async fn show(
         approvals: d.approvals.iter().map(approval_row).collect(),
         approvals_summary: approvals_summary(r.status, &d.approvals, required),
         you_approved: pending
+            && d.approvals.len() < usize::from(required)
             && d.approvals
                 .iter()
                 .any(|a| a.staff_id == staff.session.staff_id),
