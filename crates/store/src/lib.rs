@@ -27,6 +27,7 @@ mod time;
 mod tokens;
 mod transitions;
 mod views;
+pub mod wire;
 
 pub use approvals::Approval;
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
@@ -43,5 +44,6 @@ pub use time::now;
 pub use tokens::{AuthContext, IssuedToken, TokenInfo};
 pub use transitions::{CarrierReceipt, ReleaseOutcome};
 pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
+pub use wire::ReleaseRequestObject;
 
 pub use releasedesk_migration::{Migrator, MigratorTrait};
