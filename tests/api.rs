@@ -72,6 +72,7 @@ backend_tests!(
     a_reason_with_a_right_to_left_override_is_422,
     the_request_object_keeps_the_public_pages_shape,
     openapi_document_passes_a_standard_validator,
+    an_expired_request_is_listed_as_expired_and_frees_its_number,
 );
 
 async fn request_release_returns_201_with_the_pending_request(app: TestApp) {
@@ -1262,6 +1263,79 @@ async fn open_request_counts_stop_at_the_cap(app: TestApp) {
         "counted up to the cap, plus one to say 'more'"
     );
     assert_eq!(counts[1].1, 0);
+    app.shutdown().await;
+}
+
+/// Nobody decided within the service level: the sweep (here with a clock a month ahead)
+/// expires the request; the customer sees it as `expired`, can filter on it, cannot cancel it,
+/// and may ask again for the number.
+async fn an_expired_request_is_listed_as_expired_and_frees_its_number(app: TestApp) {
+    let id = app.request_release(app.numbers.free).await;
+    let other = app.request_release(app.numbers.free2).await;
+    let (status, _) = app
+        .post_json(
+            &format!("/phone-numbers/release-requests/{other}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a cancelled request does not expire"
+    );
+    let report = app
+        .store
+        .sweep_service_levels(releasedesk_store::now() + chrono::TimeDelta::days(31))
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1);
+
+    let (status, body) = app
+        .get(&format!("/phone-numbers/release-requests/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["status"], "expired");
+    assert!(body["data"]["resolved_at"].is_string());
+    assert!(body["data"].get("review_note").is_none());
+
+    let (status, list) = app
+        .get("/phone-numbers/release-requests?status=expired")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let (_, pending) = app
+        .get("/phone-numbers/release-requests?status=pending")
+        .await;
+    assert_eq!(pending["data"], json!([]));
+
+    let (status, body) = app
+        .post_json(
+            &format!("/phone-numbers/release-requests/{id}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "RELEASE_REQUEST_NOT_PENDING");
+    assert!(
+        body["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+
+    let (_, number) = app
+        .get(&format!("/phone-numbers/{}", app.numbers.free))
+        .await;
+    assert!(
+        number["data"].get("release_request_id").is_none(),
+        "{number}"
+    );
+    let again = app.request_release(app.numbers.free).await;
+    assert_ne!(again, id);
     app.shutdown().await;
 }
 

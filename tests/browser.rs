@@ -1,8 +1,10 @@
 //! End to end in a real browser: headless Chromium over WebDriver (fantoccini + chromedriver).
 //!
 //! A reviewer signs in, opens the oldest pending request, approves it by typing its number,
-//! sees it approved, and the API says so. Screenshots of the queue and the request page (laptop
-//! and phone widths) are saved under `target/screenshots/`.
+//! sees it approved, and the API says so. Then, where the environment asks for four eyes, one
+//! reviewer's approval leaves the request waiting for a second, and a second reviewer signs in
+//! and completes it. Screenshots of the queue, the request page (laptop and phone widths) and a
+//! request awaiting its second approval are saved under `target/screenshots/`.
 //!
 //! Needs `chromedriver` and `chromium` (Debian's `chromium-driver` and `chromium`), found through
 //! `RELEASEDESK_CHROMEDRIVER` / `RELEASEDESK_CHROMIUM` or on the PATH. Without them the test is
@@ -17,10 +19,14 @@ use std::time::{Duration, Instant};
 
 use common::TestApp;
 use fantoccini::{Client, ClientBuilder, Locator};
-use releasedesk_domain::{EmailAddress, Reason};
+use releasedesk_domain::{EmailAddress, Reason, RequiredApprovals, StaffRole};
+use releasedesk_store::Actor;
 use serde_json::json;
 
-backend_tests!(reviewer_approves_the_oldest_request_in_a_real_browser);
+backend_tests!(
+    reviewer_approves_the_oldest_request_in_a_real_browser,
+    a_second_reviewer_completes_a_four_eyes_approval_in_a_real_browser,
+);
 
 const PASSWORD: &str = "a long and careful passphrase";
 
@@ -308,6 +314,172 @@ async fn reviewer_approves_the_oldest_request_in_a_real_browser(app: TestApp) {
         .await;
     assert_eq!(got["data"]["status"], "approved");
     assert!(got["data"]["resolved_at"].is_string());
+    c.close().await.unwrap();
+    app.shutdown().await;
+}
+
+/// Signs in on the console's sign-in form (the browser is on it) and waits for the page asked for.
+async fn sign_in(c: &Client, email: &str, password: &str) {
+    c.wait()
+        .for_element(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys(email)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    c.find(Locator::Css(
+        "form[action='/console/login'] button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.wait()
+        .for_element(Locator::Css(".flash-ok"))
+        .await
+        .unwrap();
+    // Shown once: a reload leaves a page without a flash, so the next one seen is new.
+    c.refresh().await.unwrap();
+    c.wait().for_element(Locator::Css("main")).await.unwrap();
+}
+
+/// Types the number into the approval form and submits it; returns the flash that follows.
+async fn approve(c: &Client, number: &str) -> String {
+    c.wait()
+        .for_element(Locator::Css("input[name=confirm_number]"))
+        .await
+        .unwrap()
+        .send_keys(number)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action$='/approve'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css(".flash-ok"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn main_text(c: &Client) -> String {
+    c.find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn a_second_reviewer_completes_a_four_eyes_approval_in_a_real_browser(app: TestApp) {
+    let Some(driver) = start_driver() else { return };
+    let backend = format!("{:?}", app.backend).to_lowercase();
+    app.store
+        .set_required_approvals(&Actor::Cli, app.env_id, RequiredApprovals::TWO)
+        .await
+        .unwrap();
+    for (email, name) in [
+        ("riley@example.com", "Riley Reviewer"),
+        ("sam@example.com", "Sam Second"),
+    ] {
+        releasedesk_console::create_staff_with_role(
+            &app.store,
+            &Actor::Cli,
+            &EmailAddress::parse(email).unwrap(),
+            name,
+            PASSWORD,
+            StaffRole::Reviewer,
+        )
+        .await
+        .unwrap();
+    }
+    let id = app.request_release(app.numbers.free).await;
+    let page = format!("{}/console/requests/{id}", app.base);
+
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    c.goto(&page).await.unwrap();
+    sign_in(&c, "riley@example.com", PASSWORD).await;
+    assert!(c.current_url().await.unwrap().path().ends_with(&id));
+    let text = main_text(&c).await;
+    assert!(
+        text.contains("2 approvals from different reviewers"),
+        "{text}"
+    );
+    assert!(text.contains("0 of 2 approvals"), "{text}");
+
+    // The first approval is recorded; the request waits for a different reviewer.
+    let done = approve(&c, "+15550000001").await;
+    assert!(done.contains("Your approval is recorded"), "{done}");
+    c.wait()
+        .for_element(Locator::Css(".decision.awaiting"))
+        .await
+        .unwrap();
+    let text = main_text(&c).await;
+    assert!(
+        text.contains("1 of 2 approvals, by Riley Reviewer"),
+        "{text}"
+    );
+    assert!(
+        c.find(Locator::Css("input[name=confirm_number]"))
+            .await
+            .is_err(),
+        "the first approver gets no second approval form"
+    );
+    save(
+        &format!("awaiting-second-approval-{backend}.png"),
+        &c.screenshot().await.unwrap(),
+    );
+    let (_, got) = app
+        .get(&format!("/phone-numbers/release-requests/{id}"))
+        .await;
+    assert_eq!(got["data"]["status"], "pending");
+
+    // Riley signs out; Sam signs in and gives the second approval.
+    c.find(Locator::Css("form.signout button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("input[name=email]"))
+        .await
+        .unwrap();
+    c.goto(&page).await.unwrap();
+    sign_in(&c, "sam@example.com", PASSWORD).await;
+    let text = main_text(&c).await;
+    assert!(
+        text.contains("1 of 2 approvals, by Riley Reviewer"),
+        "{text}"
+    );
+    let done = approve(&c, "+15550000001").await;
+    assert!(done.starts_with("Approved."), "{done}");
+    let text = main_text(&c).await;
+    assert!(
+        text.contains("Approved by Riley Reviewer and Sam Second"),
+        "{text}"
+    );
+    save(
+        &format!("four-eyes-approved-{backend}.png"),
+        &c.screenshot().await.unwrap(),
+    );
+    let (_, got) = app
+        .get(&format!("/phone-numbers/release-requests/{id}"))
+        .await;
+    assert_eq!(got["data"]["status"], "approved");
     c.close().await.unwrap();
     app.shutdown().await;
 }

@@ -1554,3 +1554,358 @@ async fn postgres_demo_twice_then_the_readme_walkthrough_answers_as_documented()
         demo_twice_then_the_readme_walkthrough_answers_as_documented(db).await;
     }
 }
+
+/// The review policy's commands: roles for staff accounts, four eyes for environments; every
+/// change audited as the command line; bad input refused with a clear message.
+async fn staff_and_policy_commands(db: TestDb) {
+    let url = db.url.as_str();
+    let env = json_of(&run(
+        url,
+        &[
+            "env",
+            "create",
+            "--name",
+            "Acme",
+            "--notify-email",
+            "ops@acme.example",
+            "--required-approvals",
+            "2",
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(env["required_approvals"], 2);
+    let env_id = env["id"].as_str().unwrap().to_owned();
+    let set = json_of(&run(
+        url,
+        &[
+            "env",
+            "set",
+            "--env",
+            &env_id,
+            "--required-approvals",
+            "1",
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(
+        set,
+        serde_json::json!({ "id": env_id, "required_approvals": 1 })
+    );
+    let default_env = json_of(&run(
+        url,
+        &[
+            "env",
+            "create",
+            "--name",
+            "Globex",
+            "--notify-email",
+            "noc@globex.example",
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(default_env["required_approvals"], 1);
+
+    let admin = json_of(&run(
+        url,
+        &[
+            "staff",
+            "add",
+            "--email",
+            "root@example.com",
+            "--name",
+            "Root",
+            "--role",
+            "admin",
+            "--json",
+        ],
+        Some("a long admin passphrase\n"),
+    ));
+    assert_eq!(admin["role"], "admin");
+    let reviewer = json_of(&run(
+        url,
+        &[
+            "staff",
+            "add",
+            "--email",
+            "rev@example.com",
+            "--name",
+            "Rev",
+            "--json",
+        ],
+        Some("a long reviewer passphrase\n"),
+    ));
+    assert_eq!(reviewer["role"], "reviewer", "reviewer is the default role");
+    let out = run(
+        url,
+        &[
+            "staff",
+            "set-role",
+            "--email",
+            "rev@example.com",
+            "--role",
+            "viewer",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "staff rev@example.com is now viewer"
+    );
+    let disabled = json_of(&run(
+        url,
+        &["staff", "disable", "--email", "rev@example.com", "--json"],
+        None,
+    ));
+    assert_eq!(disabled["disabled"], true);
+
+    let store = Store::connect(url, StoreOptions::default()).await.unwrap();
+    let rev = store
+        .staff_for_sign_in(&EmailAddress::parse("rev@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rev.role, rev.disabled),
+        (releasedesk_domain::StaffRole::Viewer, true)
+    );
+    let enabled = json_of(&run(
+        url,
+        &["staff", "enable", "--email", "rev@example.com", "--json"],
+        None,
+    ));
+    assert_eq!(enabled["disabled"], false);
+    let env = store
+        .get_environment(releasedesk_domain::EnvironmentId::parse(&env_id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(env.required_approvals.get(), 1);
+    let audit = store
+        .list_audit(&releasedesk_store::AuditFilter {
+            actor: Some("command line".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "environment.policy_changed",
+            "staff.added",
+            "staff.added",
+            "staff.role_changed",
+            "staff.disabled",
+            "staff.enabled",
+        ]
+    );
+    store.close().await;
+
+    for (args, says) in [
+        (
+            vec![
+                "env",
+                "set",
+                "--env",
+                env_id.as_str(),
+                "--required-approvals",
+                "3",
+            ],
+            "1..=2",
+        ),
+        (
+            vec![
+                "env",
+                "set",
+                "--env",
+                "01900000-0000-7000-8000-000000000000",
+                "--required-approvals",
+                "2",
+            ],
+            "no environment",
+        ),
+        (
+            vec![
+                "staff",
+                "set-role",
+                "--email",
+                "nobody@example.com",
+                "--role",
+                "admin",
+            ],
+            "no staff account",
+        ),
+        (
+            vec![
+                "staff",
+                "set-role",
+                "--email",
+                "root@example.com",
+                "--role",
+                "boss",
+            ],
+            "boss",
+        ),
+        (
+            vec![
+                "staff",
+                "set-role",
+                "--email",
+                "root@example.com",
+                "--role",
+                "reviewer",
+            ],
+            "no enabled admin",
+        ),
+        (
+            vec!["staff", "disable", "--email", "root@example.com"],
+            "no enabled admin",
+        ),
+    ] {
+        let out = run(url, &args, None);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_staff_and_policy_commands() {
+    staff_and_policy_commands(TestDb::new(Backend::Sqlite).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_staff_and_policy_commands() {
+    if let Some(db) = TestDb::new(Backend::Postgres).await {
+        staff_and_policy_commands(db).await;
+    }
+}
+
+/// Two worker processes sweep the same database every 200 ms with service levels of seconds:
+/// every request gets exactly one overdue reminder and, a few seconds later, expires once with
+/// exactly one email to the customer.
+async fn two_workers_sweeping_at_once_send_each_email_once(db: TestDb) {
+    const REQUESTS: usize = 8;
+    let store = Store::connect(&db.url, StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let env = store
+        .create_environment("Acme", &EmailAddress::parse("ops@acme.example").unwrap())
+        .await
+        .unwrap();
+    let token = store.issue_token(env.id, None).await.unwrap();
+    let auth = store
+        .authenticate(&token.token.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..REQUESTS {
+        let number = store
+            .add_phone_number(env.id, &E164::parse(&format!("+1555100{i:04}")).unwrap())
+            .await
+            .unwrap();
+        let request = store
+            .request_release(
+                &auth,
+                number.id,
+                Reason::parse("No longer needed after the migration.").unwrap(),
+            )
+            .await
+            .unwrap();
+        ids.push(request.id);
+    }
+
+    let smtp = SmtpServer::start();
+    let mail = tempfile::tempdir().unwrap();
+    let worker_env = vec![
+        ("SMTP_URL", smtp.url()),
+        ("RELEASEDESK_MAIL_DIR", mail.path().display().to_string()),
+        ("RELEASEDESK_WORKER_POLL_MS", "50".to_owned()),
+        (
+            "RELEASEDESK_SUPPORT_EMAIL",
+            "support@example.com".to_owned(),
+        ),
+        ("RELEASEDESK_REMIND_AFTER", "1s".to_owned()),
+        ("RELEASEDESK_EXPIRE_AFTER", "4s".to_owned()),
+        ("RELEASEDESK_SWEEP_INTERVAL", "200ms".to_owned()),
+        (
+            "RELEASEDESK_PUBLIC_URL",
+            "http://releasedesk.test".to_owned(),
+        ),
+    ];
+    let _one = spawn(&db.url, &["worker"], &worker_env);
+    let _two = spawn(&db.url, &["worker"], &worker_env);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut expired = 0;
+        for id in &ids {
+            if store.find_request(*id).await.unwrap().status.as_str() == "expired" {
+                expired += 1;
+            }
+        }
+        if expired == REQUESTS
+            && store.outbox_pending_count().await.unwrap() == 0
+            && smtp.received_count() >= 2 * REQUESTS
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all expired and sent in time: {expired} expired, {} received",
+            smtp.received_count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both workers keep sweeping for a while: nothing more may be sent.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let received = smtp.received();
+    let ids_seen: std::collections::BTreeSet<String> = received
+        .iter()
+        .map(|m| m.parsed().header("Message-ID").unwrap())
+        .collect();
+    assert_eq!(ids_seen.len(), received.len(), "no Message-ID twice");
+    let to = |who: &str| received.iter().filter(|m| m.to == [who]).count();
+    assert_eq!(to("support@example.com"), REQUESTS, "one reminder each");
+    assert_eq!(to("ops@acme.example"), REQUESTS, "one expiry email each");
+    assert_eq!(received.len(), 2 * REQUESTS);
+    for id in &ids {
+        let rows = store.outbox_for_request(*id).await.unwrap();
+        for kind in [EmailKind::RequestOverdue, EmailKind::RequestExpired] {
+            let of_kind: Vec<_> = rows
+                .iter()
+                .filter(|r| r.kind == OutboxKind::Email(kind))
+                .collect();
+            assert_eq!(of_kind.len(), 1, "{kind:?} of {id}");
+            assert_eq!(of_kind[0].state, OutboxState::Sent);
+        }
+        let timeline = store.request_timeline(*id).await.unwrap();
+        for action in ["request.reminded", "request.expired"] {
+            assert_eq!(
+                timeline.iter().filter(|e| e.action == action).count(),
+                1,
+                "{action} of {id}"
+            );
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_two_workers_sweeping_at_once_send_each_email_once() {
+    two_workers_sweeping_at_once_send_each_email_once(TestDb::new(Backend::Sqlite).await.unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_two_workers_sweeping_at_once_send_each_email_once() {
+    if let Some(db) = TestDb::new(Backend::Postgres).await {
+        two_workers_sweeping_at_once_send_each_email_once(db).await;
+    }
+}

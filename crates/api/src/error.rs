@@ -220,6 +220,9 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
             other @ (StoreError::EnvironmentNotFound
             | StoreError::ConfirmationMismatch
+            | StoreError::SameReviewer
+            | StoreError::StaffNotFound
+            | StoreError::LastAdmin
             | StoreError::DuplicatePhoneNumber
             | StoreError::DuplicateStaff
             | StoreError::OutboxRowNotRetryable

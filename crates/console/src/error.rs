@@ -10,6 +10,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use releasedesk_domain::{Permission, StaffRole};
 use releasedesk_store::StoreError;
 
 use crate::view::Layout;
@@ -24,6 +25,12 @@ pub enum HtmlError {
     /// The CSRF token was missing or wrong: nothing was changed.
     #[error("forbidden: CSRF token missing or wrong")]
     Forbidden,
+    /// The signed-in staff member's role does not allow the action: nothing was changed.
+    #[error("forbidden: a {role} may not {}", permission.describe())]
+    NotAllowed {
+        role: StaffRole,
+        permission: Permission,
+    },
     #[error("bad request: {0}")]
     BadRequest(String),
     /// Too many sign-ins are being checked already: nothing was checked or counted.
@@ -84,6 +91,15 @@ impl IntoResponse for HtmlError {
                           site). Nothing was changed. Go back, reload the page and try again."
                     .into(),
             },
+            HtmlError::NotAllowed { role, permission } => ErrorPage {
+                status: StatusCode::FORBIDDEN,
+                title: "Not allowed",
+                message: format!(
+                    "Your role ({role}) does not allow you to {}. Nothing was changed. Ask an \
+                     admin if you need it.",
+                    permission.describe()
+                ),
+            },
             HtmlError::BadRequest(why) => ErrorPage {
                 status: StatusCode::BAD_REQUEST,
                 title: "Bad request",
@@ -107,8 +123,17 @@ impl IntoResponse for HtmlError {
                 }
             }
         };
-        if page.status == StatusCode::FORBIDDEN {
-            tracing::warn!("console POST refused: CSRF token missing or wrong");
+        match &self {
+            HtmlError::Forbidden => {
+                tracing::warn!("console POST refused: CSRF token missing or wrong");
+            }
+            HtmlError::NotAllowed { role, permission } => {
+                tracing::warn!(%role, ?permission, "console action refused: the role does not allow it");
+            }
+            HtmlError::NotFound(_)
+            | HtmlError::BadRequest(_)
+            | HtmlError::Busy
+            | HtmlError::Internal(_) => {}
         }
         let mut res = page.status.into_response();
         if matches!(self, HtmlError::Busy) {

@@ -5,10 +5,11 @@
 //! JavaScript; the stylesheet is served by the app itself.
 //!
 //! Security, in one place each: sessions live in the database and the cookie carries only a
-//! random id whose SHA-256 the store keeps (`session`); every POST goes through one extractor
-//! that checks the per-session CSRF token (`session::CsrfForm`); every response gets the same
-//! security headers (`security::headers`); every error renders through one type
-//! ([`HtmlError`]).
+//! random id whose SHA-256 the store keeps (`session`); every route says which permission it
+//! needs and one middleware checks the staff member's role against it (`roles::require`, the
+//! route table below); every POST goes through one extractor that checks the per-session CSRF
+//! token (`session::CsrfForm`); every response gets the same security headers
+//! (`security::headers`); every error renders through one type ([`HtmlError`]).
 
 mod client;
 mod cookies;
@@ -17,6 +18,7 @@ mod error;
 mod flash;
 mod pages;
 mod password;
+mod roles;
 mod security;
 mod session;
 mod state;
@@ -29,8 +31,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::Redirect;
 use axum::routing::{get, post};
-use releasedesk_domain::{EmailAddress, StaffId};
-use releasedesk_store::{SignInThrottle, Store, StoreError};
+use releasedesk_domain::{EmailAddress, Permission, StaffId, StaffRole};
+use releasedesk_store::{Actor, SignInThrottle, Store, StoreError};
 
 pub use client::{TrustedProxies, TrustedProxiesError};
 pub use error::HtmlError;
@@ -91,22 +93,49 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub fn router(store: Store, config: ConsoleConfig) -> Router {
     password::warm_up();
     let state = AppState::new(store, config);
+    // Every signed-in route, grouped by the permission it needs.
+    let needs = |permission: Permission| {
+        middleware::from_fn_with_state((state.clone(), permission), roles::require)
+    };
+    let read = Router::new()
+        .route("/console/requests", get(pages::queue::show))
+        .route("/console/requests/{id}", get(pages::request::show))
+        .route("/console/audit", get(pages::audit::show))
+        .route("/console/outbox", get(pages::outbox::show))
+        .route_layer(needs(Permission::Read));
+    let decide = Router::new()
+        .route(
+            "/console/requests/{id}/approve",
+            post(pages::decide::approve),
+        )
+        .route("/console/requests/{id}/reject", post(pages::decide::reject))
+        .route_layer(needs(Permission::Decide));
+    let retry = Router::new()
+        .route("/console/outbox/{id}/retry", post(pages::outbox::retry))
+        .route_layer(needs(Permission::RetryOutbox));
+    let manage_staff = Router::new()
+        .route(
+            "/console/staff",
+            get(pages::staff::show).post(pages::staff::add),
+        )
+        .route("/console/staff/{id}/role", post(pages::staff::set_role))
+        .route("/console/staff/{id}/disable", post(pages::staff::disable))
+        .route("/console/staff/{id}/enable", post(pages::staff::enable))
+        .route(
+            "/console/staff/{id}/password",
+            post(pages::staff::new_password),
+        )
+        .route_layer(needs(Permission::ManageStaff));
     Router::new()
         .route(
             "/console/login",
             get(pages::login::show).post(pages::login::submit),
         )
         .route("/console/logout", post(pages::login::logout))
-        .route("/console/requests", get(pages::queue::show))
-        .route("/console/requests/{id}", get(pages::request::show))
-        .route(
-            "/console/requests/{id}/approve",
-            post(pages::decide::approve),
-        )
-        .route("/console/requests/{id}/reject", post(pages::decide::reject))
-        .route("/console/audit", get(pages::audit::show))
-        .route("/console/outbox", get(pages::outbox::show))
-        .route("/console/outbox/{id}/retry", post(pages::outbox::retry))
+        .merge(read)
+        .merge(decide)
+        .merge(retry)
+        .merge(manage_staff)
         .route(
             "/console/static/console.css",
             get(pages::assets::stylesheet),
@@ -133,6 +162,18 @@ async fn to_queue() -> Redirect {
     Redirect::to("/console/requests")
 }
 
+/// Gives the account a new password (hashed with Argon2id, at least [`MIN_PASSWORD_CHARS`]
+/// characters) and ends its sessions; audited as `actor`.
+pub async fn reset_staff_password(
+    store: &Store,
+    actor: &Actor,
+    id: StaffId,
+    password: &str,
+) -> Result<releasedesk_store::StaffMember, CreateStaffError> {
+    let hash = password::hash_new(password).await?;
+    Ok(store.reset_staff_password(actor, id, &hash).await?)
+}
+
 /// Why [`create_staff`] refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateStaffError {
@@ -144,17 +185,40 @@ pub enum CreateStaffError {
     Store(#[from] StoreError),
 }
 
-/// Creates a staff account (`releasedesk staff add`): the password (at least
-/// [`MIN_PASSWORD_CHARS`] characters) is hashed with Argon2id; only the hash is stored.
-/// A taken email answers `Store(StoreError::DuplicateStaff)`.
+/// Creates a `reviewer` account, audited as the command line. See [`create_staff_with_role`].
 pub async fn create_staff(
     store: &Store,
     email: &EmailAddress,
     name: &str,
     password: &str,
 ) -> Result<StaffId, CreateStaffError> {
+    create_staff_with_role(
+        store,
+        &Actor::Cli,
+        email,
+        name,
+        password,
+        StaffRole::DEFAULT,
+    )
+    .await
+}
+
+/// Creates a staff account with `role` (`releasedesk staff add`, the admin's staff page): the
+/// password (at least [`MIN_PASSWORD_CHARS`] characters) is hashed with Argon2id; only the hash
+/// is stored. The account's creation is audited as `actor`. A taken email answers
+/// `Store(StoreError::DuplicateStaff)`.
+pub async fn create_staff_with_role(
+    store: &Store,
+    actor: &Actor,
+    email: &EmailAddress,
+    name: &str,
+    password: &str,
+    role: StaffRole,
+) -> Result<StaffId, CreateStaffError> {
     let hash = password::hash_new(password).await?;
-    Ok(store.add_staff(email, name, &hash).await?)
+    Ok(store
+        .create_staff_account(actor, email, name, &hash, role)
+        .await?)
 }
 
 /// Gives an existing staff account a new password (hashed like [`create_staff`]'s) and ends

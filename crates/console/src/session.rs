@@ -45,6 +45,10 @@ impl FromRequestParts<AppState> for Staff {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        // Loaded already by the route's role check (`roles::require`).
+        if let Some(staff) = parts.extensions.get::<Staff>() {
+            return Ok(staff.clone());
+        }
         match Staff::lookup(parts, state).await {
             Ok(Some(staff)) => Ok(staff),
             Ok(None) => Err(to_sign_in(parts).into_response()),

@@ -12,7 +12,7 @@ pub(crate) struct Layout {
     pub title: String,
     pub staff: Option<NavStaff>,
     pub flash: Option<Flash>,
-    /// Which navigation entry is current: `queue`, `audit`, `outbox` or empty.
+    /// Which navigation entry is current: `queue`, `audit`, `outbox`, `staff` or empty.
     pub section: &'static str,
 }
 
@@ -22,6 +22,9 @@ pub(crate) struct NavStaff {
     pub name: String,
     pub email: String,
     pub csrf_token: String,
+    pub role: &'static str,
+    /// Show the staff page in the navigation (admins only).
+    pub manages_staff: bool,
 }
 
 impl Layout {
@@ -46,6 +49,8 @@ impl Layout {
                 name: staff.session.name.clone(),
                 email: staff.session.email.clone(),
                 csrf_token: staff.session.csrf_token.clone(),
+                role: staff.session.role.as_str(),
+                manages_staff: staff.can(releasedesk_domain::Permission::ManageStaff),
             }),
             flash,
             section,

@@ -8,6 +8,7 @@ mod email;
 mod idempotency;
 mod ids;
 mod phone;
+mod review;
 mod status;
 mod text;
 mod token;
@@ -18,6 +19,10 @@ pub use idempotency::{
 };
 pub use ids::{AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId};
 pub use phone::{E164, E164Error};
+pub use review::{
+    ApprovalError, ApprovalOutcome, Permission, RequiredApprovals, RequiredApprovalsError,
+    ServiceLevels, StaffRole, decide_approval,
+};
 pub use status::{
     AgentStatus, Direction, PhoneNumberStatus, RequestAction, RequestEvent, RequestStatus,
     TransitionError, UnknownValue,

@@ -4,6 +4,7 @@
 //! pending --cancel--> cancelled   (terminal)
 //! pending --reject--> rejected    (terminal)
 //! pending --approve-> approved --release--> released (terminal)
+//! pending --expire--> expired     (terminal: no decision in time)
 //! ```
 //!
 //! `approved` never goes back. Each transition is a method returning the next status or a
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 #[error("unknown value {0:?}")]
 pub struct UnknownValue(pub String);
 
+/// A string-valued enumeration: snake_case serde, `ALL`, `as_str`, `Display` and `FromStr`.
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -51,6 +53,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum!(
     /// Where a release request is in the workflow.
@@ -60,6 +63,7 @@ string_enum!(
         Released => "released",
         Cancelled => "cancelled",
         Rejected => "rejected",
+        Expired => "expired",
     }
 );
 
@@ -70,6 +74,7 @@ string_enum!(
         Approve => "approve",
         Reject => "reject",
         Release => "release",
+        Expire => "expire",
     }
 );
 
@@ -83,6 +88,7 @@ string_enum!(
         Approved => "approved",
         Rejected => "rejected",
         Released => "released",
+        Expired => "expired",
     }
 );
 
@@ -95,6 +101,7 @@ impl RequestEvent {
             RequestStatus::Approved => RequestEvent::Approved,
             RequestStatus::Rejected => RequestEvent::Rejected,
             RequestStatus::Released => RequestEvent::Released,
+            RequestStatus::Expired => RequestEvent::Expired,
         }
     }
 }
@@ -144,7 +151,10 @@ impl RequestStatus {
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            RequestStatus::Released | RequestStatus::Cancelled | RequestStatus::Rejected
+            RequestStatus::Released
+                | RequestStatus::Cancelled
+                | RequestStatus::Rejected
+                | RequestStatus::Expired
         )
     }
 
@@ -156,6 +166,7 @@ impl RequestStatus {
             (S::Pending, A::Cancel) => Ok(S::Cancelled),
             (S::Pending, A::Reject) => Ok(S::Rejected),
             (S::Pending, A::Approve) => Ok(S::Approved),
+            (S::Pending, A::Expire) => Ok(S::Expired),
             (S::Approved, A::Release) => Ok(S::Released),
             (from, action) => Err(TransitionError { from, action }),
         }
@@ -164,9 +175,10 @@ impl RequestStatus {
     /// The status a request must be in for `action` to apply (the guard of the store's UPDATE).
     pub const fn required_for(action: RequestAction) -> RequestStatus {
         match action {
-            RequestAction::Cancel | RequestAction::Reject | RequestAction::Approve => {
-                RequestStatus::Pending
-            }
+            RequestAction::Cancel
+            | RequestAction::Reject
+            | RequestAction::Approve
+            | RequestAction::Expire => RequestStatus::Pending,
             RequestAction::Release => RequestStatus::Approved,
         }
     }
@@ -183,6 +195,9 @@ impl RequestStatus {
     pub fn release(self) -> Result<RequestStatus, TransitionError> {
         self.apply(RequestAction::Release)
     }
+    pub fn expire(self) -> Result<RequestStatus, TransitionError> {
+        self.apply(RequestAction::Expire)
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +213,7 @@ mod tests {
             (S::Pending, A::Cancel, S::Cancelled),
             (S::Pending, A::Reject, S::Rejected),
             (S::Pending, A::Approve, S::Approved),
+            (S::Pending, A::Expire, S::Expired),
             (S::Approved, A::Release, S::Released),
         ];
         for &from in S::ALL {
@@ -218,6 +234,19 @@ mod tests {
         assert!(S::Approved.reject().is_err());
         assert!(S::Approved.approve().is_err());
         assert_eq!(S::Approved.release(), Ok(S::Released));
+    }
+
+    #[test]
+    fn only_a_pending_request_expires_and_expired_is_final() {
+        assert_eq!(S::Pending.expire(), Ok(S::Expired));
+        for &from in S::ALL.iter().filter(|s| **s != S::Pending) {
+            assert!(from.expire().is_err(), "{from} must not expire");
+        }
+        assert!(S::Expired.is_terminal() && !S::Expired.is_open());
+        for &action in A::ALL {
+            assert!(S::Expired.apply(action).is_err(), "expired --{action}-->");
+        }
+        assert_eq!(RequestEvent::entering(S::Expired), RequestEvent::Expired);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct EmailContext {
     pub released_at: Option<String>,
     /// Where the recipient can look the request up.
     pub link: String,
+    /// The reviewers whose approvals approved the request ("approved" email).
+    pub approved_by: Vec<String>,
+    /// When the request expires if nobody decides (the overdue reminder).
+    pub expires_at: Option<String>,
 }
 
 impl EmailContext {
@@ -47,7 +51,21 @@ impl EmailContext {
             resolved_at: request.resolved_at.map(timestamp),
             released_at: request.released_at.map(timestamp),
             link: request_link(kind, public_url, request.id),
+            approved_by: Vec::new(),
+            expires_at: None,
         }
+    }
+
+    /// The reviewers whose approvals approved the request, as the outbox row recorded them.
+    pub fn approved_by(mut self, names: &[String]) -> Self {
+        self.approved_by = names.to_vec();
+        self
+    }
+
+    /// When the request expires if nobody decides.
+    pub fn expires_at(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.expires_at = at.map(timestamp);
+        self
     }
 }
 
@@ -112,6 +130,12 @@ email_templates!(
     ReleasedSubject = "email/request_released/subject.txt",
     ReleasedText = "email/request_released/body.txt",
     ReleasedHtml = "email/request_released/body.html";
+    ExpiredSubject = "email/request_expired/subject.txt",
+    ExpiredText = "email/request_expired/body.txt",
+    ExpiredHtml = "email/request_expired/body.html";
+    OverdueSubject = "email/request_overdue/subject.txt",
+    OverdueText = "email/request_overdue/body.txt",
+    OverdueHtml = "email/request_overdue/body.html";
 );
 
 /// Renders the three parts of `kind`'s email.
@@ -121,6 +145,8 @@ pub fn render(kind: EmailKind, e: &EmailContext) -> Result<RenderedEmail, askama
         EmailKind::RequestApproved => ApprovedSubject { e }.render()?,
         EmailKind::RequestRejected => RejectedSubject { e }.render()?,
         EmailKind::RequestReleased => ReleasedSubject { e }.render()?,
+        EmailKind::RequestExpired => ExpiredSubject { e }.render()?,
+        EmailKind::RequestOverdue => OverdueSubject { e }.render()?,
     };
     // A subject is one header line: whatever a value holds, it must not break the header.
     let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -141,6 +167,14 @@ pub fn render(kind: EmailKind, e: &EmailContext) -> Result<RenderedEmail, askama
         EmailKind::RequestReleased => (
             ReleasedText { e }.render()?,
             ReleasedHtml { e, subject: s }.render()?,
+        ),
+        EmailKind::RequestExpired => (
+            ExpiredText { e }.render()?,
+            ExpiredHtml { e, subject: s }.render()?,
+        ),
+        EmailKind::RequestOverdue => (
+            OverdueText { e }.render()?,
+            OverdueHtml { e, subject: s }.render()?,
         ),
     };
     Ok(RenderedEmail {
@@ -197,6 +231,8 @@ mod tests {
             resolved_at: Some("2026-01-02T04:04:05Z".into()),
             released_at: None,
             link: "http://example.test/api/v1/phone-numbers/release-requests/x".into(),
+            approved_by: vec!["Ada <Lovelace>".into(), "Bob Checker".into()],
+            expires_at: Some("2026-02-01T03:04:05Z".into()),
         }
     }
 
@@ -206,6 +242,8 @@ mod tests {
             EmailKind::RequestCreated,
             EmailKind::RequestApproved,
             EmailKind::RequestRejected,
+            EmailKind::RequestExpired,
+            EmailKind::RequestOverdue,
         ] {
             let email = render(kind, &context()).unwrap();
             assert!(
@@ -268,6 +306,78 @@ mod tests {
         let without = render(EmailKind::RequestApproved, &e).unwrap();
         assert!(!without.text.contains("Note from our support team"));
         assert!(!without.html.contains("Note from our support team"));
+    }
+
+    #[test]
+    fn the_approved_email_names_every_approving_reviewer() {
+        let email = render(EmailKind::RequestApproved, &context()).unwrap();
+        assert!(
+            email
+                .text
+                .contains("was approved by Ada <Lovelace> and Bob Checker."),
+            "{}",
+            email.text
+        );
+        assert!(
+            email
+                .html
+                .contains("by Ada &#60;Lovelace&#62; and Bob Checker."),
+            "{}",
+            email.html
+        );
+        let mut e = context();
+        e.approved_by.clear();
+        let anonymous = render(EmailKind::RequestApproved, &e).unwrap();
+        assert!(
+            anonymous.text.contains("was approved."),
+            "{}",
+            anonymous.text
+        );
+    }
+
+    #[test]
+    fn every_kind_renders_with_a_one_line_subject() {
+        for &kind in EmailKind::ALL {
+            let email = render(kind, &context()).unwrap();
+            assert!(email.subject.contains("+15551234567"), "{kind:?}");
+            assert!(!email.subject.contains('\n'), "{kind:?}");
+            assert!(email.html.starts_with("<!DOCTYPE html>"), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_expired_email_says_the_number_is_unchanged_and_free_for_a_new_request() {
+        let email = render(EmailKind::RequestExpired, &context()).unwrap();
+        assert_eq!(email.subject, "Release request for +15551234567 expired");
+        assert!(email.text.contains("stays active"), "{}", email.text);
+        assert!(email.text.contains("send a new request"), "{}", email.text);
+    }
+
+    #[test]
+    fn the_overdue_reminder_links_to_the_console_and_says_when_it_expires() {
+        let email = render(EmailKind::RequestOverdue, &context()).unwrap();
+        assert_eq!(
+            email.subject,
+            "Overdue release request: +15551234567 (Acme <prod>)"
+        );
+        assert!(email.text.contains("Expires:     2026-02-01T03:04:05Z"));
+        let mut e = context();
+        e.expires_at = None;
+        assert!(
+            !render(EmailKind::RequestOverdue, &e)
+                .unwrap()
+                .text
+                .contains("Expires")
+        );
+        let id = RequestId::new();
+        assert_eq!(
+            request_link(EmailKind::RequestOverdue, "https://rd.example", id),
+            format!("https://rd.example/console/requests/{id}")
+        );
+        assert_eq!(
+            request_link(EmailKind::RequestExpired, "https://rd.example", id),
+            format!("https://rd.example/api/v1/phone-numbers/release-requests/{id}")
+        );
     }
 
     #[test]

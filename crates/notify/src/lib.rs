@@ -3,7 +3,8 @@
 //! - [`email`]: the typed emails, rendered from `templates/email/<name>/{subject.txt,body.txt,body.html}`.
 //! - [`DeliveryError`]: how an SMTP or file delivery failed (transient or permanent).
 //! - [`Carrier`]: the telephony carrier behind a trait; [`RecordingCarrier`] is the default.
-//! - [`Worker`]: drains the transactional outbox the store writes.
+//! - [`Worker`]: drains the transactional outbox the store writes, and sweeps the service
+//!   levels (overdue reminders, expiry) every [`NotifyConfig::sweep_interval`].
 //!
 //! Everything this crate does starts from an outbox row: it never decides anything about a
 //! request, it only carries out what a committed transaction asked for.
@@ -20,6 +21,9 @@ pub use carrier::{Carrier, CarrierError, CarrierReceipt, NumberRelease, Recordin
 pub use email::{EmailContext, EmailKind, RenderedEmail};
 pub use transport::{DeliveryError, eml_file_name};
 pub use worker::{Worker, retry_delay};
+
+/// How often the worker sweeps the service levels unless told otherwise.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where and how emails go, and how the worker paces itself.
 #[derive(Debug, Clone)]
@@ -40,10 +44,13 @@ pub struct NotifyConfig {
     /// How long a claimed row stays leased to this worker. A worker that dies holding rows
     /// delays them by this much; an email or carrier call is cut off before it runs out.
     pub lease: Duration,
+    /// How often the worker sweeps the service levels (overdue reminders, expiry).
+    pub sweep_interval: Duration,
 }
 
 impl NotifyConfig {
-    /// The worker's defaults for everything but the addresses: poll every second, 60 s leases.
+    /// The worker's defaults for everything but the addresses: poll every second, 60 s leases,
+    /// sweep every minute.
     pub fn new(
         smtp_url: Option<String>,
         mail_dir: PathBuf,
@@ -57,6 +64,7 @@ impl NotifyConfig {
             public_url,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
 }

@@ -1,4 +1,7 @@
 //! The outbox worker: claims due rows with a lease, carries each out, records the outcome.
+//! Every `sweep_interval` it also sweeps the service levels ([`Store::sweep_service_levels`]):
+//! overdue requests get their one reminder, requests nobody decided in time expire. Several
+//! workers may sweep at once; the store's claims make each reminder and each expiry happen once.
 //!
 //! Delivery is at least once. A row is marked `sent` only after the SMTP server accepted the
 //! email (or the carrier and the release transaction succeeded); a worker that dies in between
@@ -6,14 +9,14 @@
 //! the same `Message-ID`. While a lease holds, no other worker touches the row.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::message::Mailbox;
 use rand::Rng;
 use releasedesk_domain::RequestStatus;
 use releasedesk_store::stats::{self, AttemptOutcome};
 use releasedesk_store::{
-    OutboxKind, OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, now,
+    OutboxKind, OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, SweepReport, now,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -160,17 +163,41 @@ impl Worker {
         self.run_batch(None).await
     }
 
+    /// Sweeps the service levels once, now: expires what waited too long and enqueues the
+    /// overdue reminders (which the next batches then send).
+    pub async fn sweep_once(&self) -> Result<SweepReport, StoreError> {
+        self.store.sweep_service_levels(now()).await
+    }
+
+    async fn sweep(&self) {
+        match self.sweep_once().await {
+            Ok(report) if report != SweepReport::default() => info!(
+                worker = %self.id, expired = report.expired, reminded = report.reminded,
+                "service levels swept"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(worker = %self.id, error = %e, "could not sweep the service levels; trying again at the next sweep")
+            }
+        }
+    }
+
     /// Runs until `shutdown` is cancelled. Then it claims nothing more, finishes the row in
     /// hand, and hands back the rows it claimed but did not start, so another worker can take
     /// them at once instead of after the lease.
     pub async fn run(self, shutdown: CancellationToken) {
         info!(worker = %self.id, transport = %self.transport.describe(), "outbox worker started");
         let mut claim_failures: u32 = 0;
-        let mut next_purge = tokio::time::Instant::now();
+        let mut next_purge = Instant::now();
+        let mut next_sweep = Instant::now();
         while !shutdown.is_cancelled() {
-            if tokio::time::Instant::now() >= next_purge {
+            if Instant::now() >= next_purge {
                 self.purge_idempotency_keys().await;
-                next_purge = tokio::time::Instant::now() + PURGE_EVERY;
+                next_purge = Instant::now() + PURGE_EVERY;
+            }
+            if Instant::now() >= next_sweep {
+                self.sweep().await;
+                next_sweep = Instant::now() + self.config.sweep_interval;
             }
             let pause = match self.run_batch(Some(&shutdown)).await {
                 // Rows were due: more may be; look again at once.
@@ -191,6 +218,7 @@ impl Worker {
                         .min(MAX_CLAIM_BACKOFF)
                 }
             };
+            let pause = pause.min(next_sweep.saturating_duration_since(Instant::now()));
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
@@ -347,7 +375,14 @@ impl Worker {
             .get_environment(request.environment_id)
             .await
             .map_err(|e| Failure::store("loading the environment", e))?;
-        let context = EmailContext::new(kind, &request, &environment, &self.config.public_url);
+        let expires_at = self
+            .store
+            .options()
+            .service_levels
+            .expires_at(request.requested_at);
+        let context = EmailContext::new(kind, &request, &environment, &self.config.public_url)
+            .approved_by(&row.payload.approved_by)
+            .expires_at(expires_at);
         let email =
             render(kind, &context).map_err(|e| Failure::permanent(format!("rendering: {e}")))?;
         let message = build_message(

@@ -146,6 +146,7 @@ pub fn build_worker(
         public_url: public_url.to_owned(),
         poll_interval: config.worker_poll_interval,
         lease: config.worker_lease,
+        sweep_interval: config.sweep_interval,
     };
     Worker::new(store.clone(), notify, Arc::new(RecordingCarrier))
 }

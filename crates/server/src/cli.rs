@@ -9,9 +9,10 @@ use anyhow::{Context, anyhow};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use releasedesk_domain::{
-    AgentStatus, Direction, E164, EmailAddress, EnvironmentId, PhoneNumberId,
+    AgentStatus, Direction, E164, EmailAddress, EnvironmentId, PhoneNumberId, RequiredApprovals,
+    StaffRole,
 };
-use releasedesk_store::Store;
+use releasedesk_store::{Actor, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +98,22 @@ pub enum EnvCommand {
         /// Where approval, rejection and release emails go.
         #[arg(long)]
         notify_email: String,
+        /// How many different reviewers must approve a release: 1, or 2 for four eyes.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=2))]
+        required_approvals: i64,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Change an environment's approval policy (applies to every approval from now on).
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The environment's id (from `env create`).
+        #[arg(long)]
+        env: String,
+        /// How many different reviewers must approve a release: 1, or 2 for four eyes.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2))]
+        required_approvals: i64,
         #[command(flatten)]
         out: Output,
     },
@@ -184,9 +201,72 @@ pub enum StaffCommand {
         /// The name shown in the console and the audit log.
         #[arg(long)]
         name: String,
+        /// viewer (reads), reviewer (also approves, rejects, retries) or admin (also manages staff).
+        #[arg(long, default_value = "reviewer", value_parser = ROLES)]
+        role: String,
         #[command(flatten)]
         out: Output,
     },
+    /// Change a staff account's role (effective at its next click).
+    SetRole {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account's sign-in email.
+        #[arg(long)]
+        email: String,
+        /// viewer, reviewer or admin.
+        #[arg(long, value_parser = ROLES)]
+        role: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Disable a staff account; its sessions end at once.
+    Disable {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account's sign-in email.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Enable a disabled staff account again.
+    Enable {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account's sign-in email.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+const ROLES: [&str; 3] = ["viewer", "reviewer", "admin"];
+
+fn role(s: &str) -> anyhow::Result<StaffRole> {
+    s.parse()
+        .map_err(|_| anyhow!("--role must be viewer, reviewer or admin"))
+}
+
+fn required_approvals(n: i64) -> anyhow::Result<RequiredApprovals> {
+    RequiredApprovals::new(n).map_err(|e| anyhow!("--required-approvals: {e}"))
+}
+
+fn staff_email(s: &str) -> anyhow::Result<EmailAddress> {
+    EmailAddress::parse(s).map_err(|_| anyhow!("--email is not a valid email address"))
+}
+
+/// The account with this email, or an error naming it.
+async fn staff_member(
+    store: &Store,
+    email: &EmailAddress,
+) -> anyhow::Result<releasedesk_store::StaffMember> {
+    match store.staff_by_email(email).await {
+        Ok(m) => Ok(m),
+        Err(StoreError::StaffNotFound) => Err(anyhow!("no staff account has the email {email}")),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -351,11 +431,16 @@ impl Command {
         match self {
             Command::Serve(_) | Command::Demo(_) | Command::Worker { .. } => false,
             Command::Migrate { out, .. }
-            | Command::Env(EnvCommand::Create { out, .. })
+            | Command::Env(EnvCommand::Create { out, .. } | EnvCommand::Set { out, .. })
             | Command::Token(TokenCommand::Issue { out, .. } | TokenCommand::Revoke { out, .. })
             | Command::Phone(PhoneCommand::Add { out, .. })
             | Command::Agent(AgentCommand::Add { out, .. })
-            | Command::Staff(StaffCommand::Add { out, .. }) => out.json,
+            | Command::Staff(
+                StaffCommand::Add { out, .. }
+                | StaffCommand::SetRole { out, .. }
+                | StaffCommand::Disable { out, .. }
+                | StaffCommand::Enable { out, .. },
+            ) => out.json,
         }
     }
 
@@ -452,16 +537,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db,
             name,
             notify_email,
+            required_approvals: n,
             out,
         }) => {
             let email = EmailAddress::parse(&notify_email)
                 .map_err(|_| anyhow!("--notify-email is not a valid email address"))?;
+            let required = required_approvals(n)?;
             let store = open(&db).await?;
-            let env = store.create_environment(&name, &email).await?;
+            let env = store
+                .create_environment_with(&name, &email, required)
+                .await?;
             report(
                 out,
-                format!("environment {} created: {}", env.name, env.id),
-                json!({ "id": env.id.to_string() }),
+                format!(
+                    "environment {} created: {} (releases need {} approval{})",
+                    env.name,
+                    env.id,
+                    required,
+                    if required.get() == 1 { "" } else { "s" }
+                ),
+                json!({ "id": env.id.to_string(), "required_approvals": required.get() }),
+            );
+            Ok(())
+        }
+        Command::Env(EnvCommand::Set {
+            db,
+            env,
+            required_approvals: n,
+            out,
+        }) => {
+            let required = required_approvals(n)?;
+            let id = env_id(&env)?;
+            let store = open(&db).await?;
+            let env = match store
+                .set_required_approvals(&Actor::Cli, id, required)
+                .await
+            {
+                Ok(env) => env,
+                Err(StoreError::EnvironmentNotFound) => {
+                    return Err(anyhow!("no environment has the id {id}"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            report(
+                out,
+                format!(
+                    "environment {}: releases need {} approval{}",
+                    env.name,
+                    required,
+                    if required.get() == 1 { "" } else { "s" }
+                ),
+                json!({ "id": env.id.to_string(), "required_approvals": required.get() }),
             );
             Ok(())
         }
@@ -552,10 +678,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db,
             email,
             name,
+            role: r,
             out,
         }) => {
-            let email = EmailAddress::parse(&email)
-                .map_err(|_| anyhow!("--email is not a valid email address"))?;
+            let email = staff_email(&email)?;
+            let role = role(&r)?;
             let mut password = String::new();
             if std::io::stdin().is_terminal() {
                 eprintln!("Password for {email} (12+ characters), then Enter and Ctrl-D:");
@@ -565,11 +692,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let store = open(&db).await?;
-            let id = releasedesk_console::create_staff(&store, &email, &name, password).await?;
+            let id = releasedesk_console::create_staff_with_role(
+                &store,
+                &Actor::Cli,
+                &email,
+                &name,
+                password,
+                role,
+            )
+            .await?;
             report(
                 out,
-                format!("staff {email} added: {id}"),
-                json!({ "id": id.to_string() }),
+                format!("staff {email} added as {role}: {id}"),
+                json!({ "id": id.to_string(), "role": role.as_str() }),
+            );
+            Ok(())
+        }
+        Command::Staff(StaffCommand::SetRole {
+            db,
+            email,
+            role: r,
+            out,
+        }) => {
+            let email = staff_email(&email)?;
+            let role = role(&r)?;
+            let store = open(&db).await?;
+            let member = staff_member(&store, &email).await?;
+            let member = store.set_staff_role(&Actor::Cli, member.id, role).await?;
+            report(
+                out,
+                format!("staff {email} is now {}", member.role),
+                json!({ "id": member.id.to_string(), "role": member.role.as_str() }),
+            );
+            Ok(())
+        }
+        Command::Staff(StaffCommand::Disable { db, email, out }) => {
+            let email = staff_email(&email)?;
+            let store = open(&db).await?;
+            let member = staff_member(&store, &email).await?;
+            let member = store.disable_staff(&Actor::Cli, member.id).await?;
+            report(
+                out,
+                format!("staff {email} is disabled; its sessions have ended"),
+                json!({ "id": member.id.to_string(), "disabled": true }),
+            );
+            Ok(())
+        }
+        Command::Staff(StaffCommand::Enable { db, email, out }) => {
+            let email = staff_email(&email)?;
+            let store = open(&db).await?;
+            let member = staff_member(&store, &email).await?;
+            let member = store.enable_staff(&Actor::Cli, member.id).await?;
+            report(
+                out,
+                format!("staff {email} is enabled"),
+                json!({ "id": member.id.to_string(), "disabled": false }),
             );
             Ok(())
         }

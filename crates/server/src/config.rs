@@ -17,6 +17,7 @@ use crate::http::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpLimits,
 };
 use clap::builder::BoolishValueParser;
+use releasedesk_domain::ServiceLevels;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://releasedesk.db?mode=rwc";
 /// Where `releasedesk demo` serves `/metrics` unless `RELEASEDESK_METRICS_BIND` says otherwise.
@@ -63,6 +64,68 @@ pub struct MailArgs {
     /// + the bind address); `https://` also marks the console's cookies Secure.
     #[arg(long, env = "RELEASEDESK_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+    #[command(flatten)]
+    pub service_levels: ServiceLevelArgs,
+}
+
+/// How long a pending request may wait, and how often the worker checks (see
+/// `docs/review-policy.md`). Durations are written like `90s`, `15m`, `24h`, `30d`; an empty
+/// value means the default.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceLevelArgs {
+    /// A request pending longer is overdue: marked in the console's queue, and the support
+    /// inbox gets one reminder. `off` turns both off.
+    #[arg(long, env = "RELEASEDESK_REMIND_AFTER", default_value = "24h", value_parser = level_or(DEFAULT_REMIND_AFTER))]
+    pub remind_after: Level,
+    /// A request pending longer expires (the customer is told; the number is free for a new
+    /// request). `off` keeps pending requests forever.
+    #[arg(long, env = "RELEASEDESK_EXPIRE_AFTER", default_value = "30d", value_parser = level_or(DEFAULT_EXPIRE_AFTER))]
+    pub expire_after: Level,
+    /// How often the worker sweeps for overdue and expired requests.
+    #[arg(long, env = "RELEASEDESK_SWEEP_INTERVAL", default_value = "1m", value_parser = interval_or(DEFAULT_SWEEP_INTERVAL))]
+    pub sweep_interval: Duration,
+}
+
+const DEFAULT_REMIND_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+const DEFAULT_EXPIRE_AFTER: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const DEFAULT_SWEEP_INTERVAL: Duration = releasedesk_notify::DEFAULT_SWEEP_INTERVAL;
+
+/// A service level: a duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level(pub Option<Duration>);
+
+impl Level {
+    fn delta(self) -> Option<chrono::TimeDelta> {
+        self.0
+            .map(|d| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX))
+    }
+}
+
+/// `off`, or a duration of more than zero; empty means `default`.
+fn level_or(default: Duration) -> impl Fn(&str) -> Result<Level, String> + Clone + Send + Sync {
+    move |s: &str| match s.trim() {
+        "" => Ok(Level(Some(default))),
+        "off" => Ok(Level(None)),
+        s => positive_duration(s).map(|d| Level(Some(d))),
+    }
+}
+
+/// A duration of more than zero; empty means `default`.
+fn interval_or(
+    default: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync {
+    move |s: &str| match s.trim() {
+        "" => Ok(default),
+        s => positive_duration(s),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (write it like 90s, 15m, 24h or 30d)")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -172,6 +235,10 @@ pub struct ServeConfig {
     pub trusted_proxies: TrustedProxies,
     /// Where `/metrics` is served; `None`: nowhere, and no metrics are recorded.
     pub metrics_bind: Option<SocketAddr>,
+    /// When pending requests are overdue and when they expire.
+    pub service_levels: ServiceLevels,
+    /// How often the worker sweeps the service levels.
+    pub sweep_interval: Duration,
 }
 
 impl ServeConfig {
@@ -195,6 +262,11 @@ impl ServeConfig {
             },
             trusted_proxies: args.edges.trusted_proxies,
             metrics_bind: args.metrics.metrics_bind,
+            service_levels: ServiceLevels {
+                remind_after: args.mail.service_levels.remind_after.delta(),
+                expire_after: args.mail.service_levels.expire_after.delta(),
+            },
+            sweep_interval: args.mail.service_levels.sweep_interval,
         }
     }
 
@@ -215,6 +287,8 @@ impl ServeConfig {
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::default(),
             metrics_bind: None,
+            service_levels: ServiceLevels::default(),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
 
@@ -421,5 +495,61 @@ mod tests {
         assert!(parse_public_url("https://releasedesk.example.com").is_ok());
         assert!(parse_public_url("releasedesk.example.com").is_err());
         assert!(parse_public_url("ftp://releasedesk.example.com").is_err());
+    }
+}
+
+#[cfg(test)]
+mod service_level_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        levels: ServiceLevelArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServiceLevelArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("releasedesk").chain(args.iter().copied()))
+            .map(|cli| cli.levels)
+    }
+
+    #[test]
+    fn service_levels_default_to_a_day_a_month_and_a_minute() {
+        let levels = parse(&[]).unwrap();
+        assert_eq!(
+            levels.remind_after,
+            Level(Some(Duration::from_secs(86_400)))
+        );
+        assert_eq!(
+            levels.expire_after,
+            Level(Some(Duration::from_secs(30 * 86_400)))
+        );
+        assert_eq!(levels.sweep_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn service_levels_parse_durations_off_and_empty_means_default() {
+        let levels = parse(&[
+            "--remind-after=90s",
+            "--expire-after=off",
+            "--sweep-interval=15m",
+        ])
+        .unwrap();
+        assert_eq!(levels.remind_after, Level(Some(Duration::from_secs(90))));
+        assert_eq!(levels.expire_after, Level(None));
+        assert_eq!(levels.sweep_interval, Duration::from_secs(900));
+        let empty = parse(&["--remind-after=", "--expire-after=", "--sweep-interval="]).unwrap();
+        assert_eq!(empty.remind_after, Level(Some(DEFAULT_REMIND_AFTER)));
+        assert_eq!(empty.expire_after, Level(Some(DEFAULT_EXPIRE_AFTER)));
+        assert_eq!(empty.sweep_interval, DEFAULT_SWEEP_INTERVAL);
+        for bad in [
+            "--remind-after=0s",
+            "--expire-after=soon",
+            "--sweep-interval=off",
+            "--sweep-interval=0s",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
     }
 }

@@ -21,6 +21,7 @@ pub async fn connect(config: &ServeConfig) -> anyhow::Result<Store> {
     let options = StoreOptions {
         support_email,
         max_connections: config.max_connections,
+        service_levels: config.service_levels,
     };
     Store::connect(&config.database_url, options)
         .await

@@ -15,9 +15,9 @@ use std::io::Write;
 use anyhow::Context;
 use rand::Rng;
 use releasedesk_domain::{
-    AgentId, AgentStatus, Direction, E164, EmailAddress, PhoneNumberStatus, Reason,
+    AgentId, AgentStatus, Direction, E164, EmailAddress, PhoneNumberStatus, Reason, StaffRole,
 };
-use releasedesk_store::{AuthContext, EnvironmentInfo, PhoneNumberView, Store, StoreError};
+use releasedesk_store::{Actor, AuthContext, EnvironmentInfo, PhoneNumberView, Store, StoreError};
 
 const DEMO_ENV: &str = "Acme Voice (demo)";
 const DEMO_STAFF: &str = "demo@releasedesk.local";
@@ -290,7 +290,16 @@ async fn staff_login(store: &Store) -> anyhow::Result<String> {
     let password = random_password();
     let email = EmailAddress::parse(DEMO_STAFF)?;
     if !releasedesk_console::set_staff_password(store, &email, &password).await? {
-        releasedesk_console::create_staff(store, &email, "Demo Reviewer", &password).await?;
+        // The demo's login is an admin, so every page of the console can be tried with it.
+        releasedesk_console::create_staff_with_role(
+            store,
+            &Actor::Cli,
+            &email,
+            "Demo Admin",
+            &password,
+            StaffRole::Admin,
+        )
+        .await?;
     }
     Ok(password)
 }
@@ -309,7 +318,7 @@ impl Seeded {
             out.push_str(&format!("(added {added}: the earlier ones were used up)\n"));
         }
         out.push_str(&format!(
-            "\nStaff console: {base_url}/console/login\n  email:    {}\n  password: {}\n",
+            "\nStaff console (an admin login): {base_url}/console/login\n  email:    {}\n  password: {}\n",
             self.staff_email, self.staff_password
         ));
         out.push_str(&format!(

@@ -57,10 +57,21 @@ impl Actor {
 pub enum AuditAction {
     /// A release request was created or entered a new status.
     Request(RequestEvent),
+    /// A reviewer approved a request that needs more approvals; it stays pending.
+    ApprovalRecorded,
+    /// The support inbox was reminded of an overdue request.
+    RequestReminded,
     AgentCallingUpdated,
+    /// An environment's approval policy changed.
+    EnvironmentPolicyChanged,
     StaffSignedIn,
     StaffSignInFailed,
     StaffSignedOut,
+    StaffAdded,
+    StaffRoleChanged,
+    StaffDisabled,
+    StaffEnabled,
+    StaffPasswordReset,
     OutboxRetried,
 }
 
@@ -71,10 +82,18 @@ impl AuditAction {
             .iter()
             .map(|&e| AuditAction::Request(e))
             .chain([
+                AuditAction::ApprovalRecorded,
+                AuditAction::RequestReminded,
                 AuditAction::AgentCallingUpdated,
+                AuditAction::EnvironmentPolicyChanged,
                 AuditAction::StaffSignedIn,
                 AuditAction::StaffSignInFailed,
                 AuditAction::StaffSignedOut,
+                AuditAction::StaffAdded,
+                AuditAction::StaffRoleChanged,
+                AuditAction::StaffDisabled,
+                AuditAction::StaffEnabled,
+                AuditAction::StaffPasswordReset,
                 AuditAction::OutboxRetried,
             ])
     }
@@ -82,10 +101,18 @@ impl AuditAction {
     pub fn name(self) -> Cow<'static, str> {
         match self {
             AuditAction::Request(event) => Cow::Owned(format!("request.{event}")),
+            AuditAction::ApprovalRecorded => Cow::Borrowed("request.approval_recorded"),
+            AuditAction::RequestReminded => Cow::Borrowed("request.reminded"),
             AuditAction::AgentCallingUpdated => Cow::Borrowed("agent.calling_updated"),
+            AuditAction::EnvironmentPolicyChanged => Cow::Borrowed("environment.policy_changed"),
             AuditAction::StaffSignedIn => Cow::Borrowed("staff.signed_in"),
             AuditAction::StaffSignInFailed => Cow::Borrowed("staff.sign_in_failed"),
             AuditAction::StaffSignedOut => Cow::Borrowed("staff.signed_out"),
+            AuditAction::StaffAdded => Cow::Borrowed("staff.added"),
+            AuditAction::StaffRoleChanged => Cow::Borrowed("staff.role_changed"),
+            AuditAction::StaffDisabled => Cow::Borrowed("staff.disabled"),
+            AuditAction::StaffEnabled => Cow::Borrowed("staff.enabled"),
+            AuditAction::StaffPasswordReset => Cow::Borrowed("staff.password_reset"),
             AuditAction::OutboxRetried => Cow::Borrowed("outbox.retried"),
         }
     }

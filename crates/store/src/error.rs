@@ -35,6 +35,16 @@ pub enum StoreError {
     NotPending(RequestStatus),
     #[error("the typed number does not match the request's number")]
     ConfirmationMismatch,
+    /// A reviewer's second approval of one request: four eyes need a different reviewer.
+    #[error(
+        "you already approved this request; the next approval must come from a different reviewer"
+    )]
+    SameReviewer,
+    #[error("staff account not found")]
+    StaffNotFound,
+    /// The change would leave no enabled admin to manage staff.
+    #[error("this would leave no enabled admin account; make another account admin first")]
+    LastAdmin,
     #[error("a phone number with this E.164 already exists in the environment")]
     DuplicatePhoneNumber,
     #[error("a staff account with this email already exists")]

@@ -65,7 +65,8 @@ pub(crate) fn already_open(status: RequestStatus) -> StoreError {
         RequestStatus::Pending
         | RequestStatus::Released
         | RequestStatus::Cancelled
-        | RequestStatus::Rejected => StoreError::ReleaseAlreadyPending,
+        | RequestStatus::Rejected
+        | RequestStatus::Expired => StoreError::ReleaseAlreadyPending,
     }
 }
 

@@ -8,6 +8,7 @@
 //! tuned.
 
 mod agents;
+mod approvals;
 mod audit;
 mod connect;
 pub mod entities;
@@ -21,8 +22,10 @@ mod outbox;
 mod paging;
 mod preflight;
 mod requests;
+mod service_levels;
 mod sign_in;
 mod staff;
+mod staff_admin;
 pub mod stats;
 mod time;
 mod tokens;
@@ -30,6 +33,7 @@ mod transitions;
 mod views;
 pub mod wire;
 
+pub use approvals::Approval;
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
 pub use environments::EnvironmentInfo;
@@ -42,8 +46,10 @@ pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, Outb
 pub use paging::{Cursor, Page};
 pub use preflight::{DatabaseUnavailable, POSTGRES_CONNECT_TIMEOUT, preflight};
 pub use requests::{ListFilter, OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
+pub use service_levels::SweepReport;
 pub use sign_in::{Reservation, SignInAttempt, SignInThrottle, SignInTicket};
 pub use staff::{NewStaffSession, StaffAccount, StaffSession};
+pub use staff_admin::StaffMember;
 pub use time::now;
 pub use tokens::{AuthContext, IssuedToken, TokenInfo};
 pub use transitions::{CarrierReceipt, ReleaseOutcome};

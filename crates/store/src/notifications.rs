@@ -8,13 +8,22 @@
 //! | approved  | the environment's notification address  | release the number  |
 //! | rejected  | the environment's notification address  |                     |
 //! | released  | the environment's notification address  |                     |
+//! | expired   | the environment's notification address  |                     |
+//!
+//! And one that is not a change of status: a request pending longer than the service level's
+//! `remind_after` is *overdue*, and the support inbox gets one reminder ([`Store::remind`]'s
+//! [`enqueue_reminder`]), when one is set.
+//!
+//! The "approved" email names every reviewer whose approval approved the request (two with
+//! four eyes), read from the approvals the same transaction recorded.
 //!
 //! The environment's emails are enqueued even when its address no longer parses: the row then
 //! goes `dead` ("no recipient") where staff see it, instead of the customer silently hearing
 //! nothing.
 
-use releasedesk_domain::RequestEvent;
+use releasedesk_domain::{EmailAddress, RequestEvent};
 
+use crate::approvals::approvals_of;
 use crate::environments::notify_email;
 use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
 use crate::{Actor, ReleaseRequest, Store, StoreError};
@@ -35,6 +44,7 @@ const fn email_for(event: RequestEvent) -> Option<(EmailKind, Recipient)> {
         RequestEvent::Approved => Some((EmailKind::RequestApproved, Recipient::Environment)),
         RequestEvent::Rejected => Some((EmailKind::RequestRejected, Recipient::Environment)),
         RequestEvent::Released => Some((EmailKind::RequestReleased, Recipient::Environment)),
+        RequestEvent::Expired => Some((EmailKind::RequestExpired, Recipient::Environment)),
     }
 }
 
@@ -45,7 +55,8 @@ const fn starts_release(event: RequestEvent) -> bool {
         RequestEvent::Created
         | RequestEvent::Cancelled
         | RequestEvent::Rejected
-        | RequestEvent::Released => false,
+        | RequestEvent::Released
+        | RequestEvent::Expired => false,
     }
 }
 
@@ -59,11 +70,24 @@ impl Store {
         request: &ReleaseRequest,
         actor: &Actor,
     ) -> Result<(), StoreError> {
+        let approved_by = match event {
+            RequestEvent::Approved => approvals_of(db, request.id)
+                .await?
+                .into_iter()
+                .map(|a| a.staff_name)
+                .collect(),
+            RequestEvent::Created
+            | RequestEvent::Cancelled
+            | RequestEvent::Rejected
+            | RequestEvent::Released
+            | RequestEvent::Expired => Vec::new(),
+        };
         let payload = OutboxPayload {
             decided_by: match actor {
                 Actor::Staff { email, .. } => Some(email.clone()),
                 Actor::Customer { .. } | Actor::System | Actor::Cli => None,
             },
+            approved_by,
         };
         let (env, id) = (request.environment_id, request.id);
         if let Some((kind, to)) = email_for(event) {
@@ -90,6 +114,24 @@ impl Store {
     }
 }
 
+/// The overdue reminder of `request` to the support inbox, inside the caller's transaction.
+pub(crate) async fn enqueue_reminder(
+    db: &impl sea_orm::ConnectionTrait,
+    request: &ReleaseRequest,
+    support: &EmailAddress,
+) -> Result<(), StoreError> {
+    enqueue(
+        db,
+        OutboxKind::Email(EmailKind::RequestOverdue),
+        request.environment_id,
+        request.id,
+        Some(support),
+        &OutboxPayload::default(),
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,7 +142,10 @@ mod tests {
             let to_customer = matches!(email_for(event), Some((_, Recipient::Environment)));
             let decided_by_others = matches!(
                 event,
-                RequestEvent::Approved | RequestEvent::Rejected | RequestEvent::Released
+                RequestEvent::Approved
+                    | RequestEvent::Rejected
+                    | RequestEvent::Released
+                    | RequestEvent::Expired
             );
             assert_eq!(to_customer, decided_by_others, "{event}");
         }

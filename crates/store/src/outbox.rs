@@ -37,6 +37,10 @@ pub enum EmailKind {
     RequestRejected,
     /// To the environment: the number is released.
     RequestReleased,
+    /// To the environment: nobody decided in time, the request expired.
+    RequestExpired,
+    /// To the support inbox: a request has waited longer than it should.
+    RequestOverdue,
 }
 
 /// Who an email is written for: staff get links into the console, customers links to the API.
@@ -52,6 +56,8 @@ impl EmailKind {
         EmailKind::RequestApproved,
         EmailKind::RequestRejected,
         EmailKind::RequestReleased,
+        EmailKind::RequestExpired,
+        EmailKind::RequestOverdue,
     ];
 
     /// Also the name of its template folder under `templates/email/`.
@@ -61,15 +67,18 @@ impl EmailKind {
             EmailKind::RequestApproved => "request_approved",
             EmailKind::RequestRejected => "request_rejected",
             EmailKind::RequestReleased => "request_released",
+            EmailKind::RequestExpired => "request_expired",
+            EmailKind::RequestOverdue => "request_overdue",
         }
     }
 
     pub const fn audience(self) -> Audience {
         match self {
-            EmailKind::RequestCreated => Audience::Staff,
+            EmailKind::RequestCreated | EmailKind::RequestOverdue => Audience::Staff,
             EmailKind::RequestApproved
             | EmailKind::RequestRejected
-            | EmailKind::RequestReleased => Audience::Customer,
+            | EmailKind::RequestReleased
+            | EmailKind::RequestExpired => Audience::Customer,
         }
     }
 }
@@ -90,6 +99,8 @@ impl OutboxKind {
         OutboxKind::Email(EmailKind::RequestApproved),
         OutboxKind::Email(EmailKind::RequestRejected),
         OutboxKind::Email(EmailKind::RequestReleased),
+        OutboxKind::Email(EmailKind::RequestExpired),
+        OutboxKind::Email(EmailKind::RequestOverdue),
         OutboxKind::ReleaseNumber,
     ];
 
@@ -100,6 +111,8 @@ impl OutboxKind {
             OutboxKind::Email(EmailKind::RequestApproved) => "email.request_approved",
             OutboxKind::Email(EmailKind::RequestRejected) => "email.request_rejected",
             OutboxKind::Email(EmailKind::RequestReleased) => "email.request_released",
+            OutboxKind::Email(EmailKind::RequestExpired) => "email.request_expired",
+            OutboxKind::Email(EmailKind::RequestOverdue) => "email.request_overdue",
             OutboxKind::ReleaseNumber => "release.number",
         }
     }
@@ -174,6 +187,9 @@ pub struct OutboxPayload {
     /// The staff member who decided, for the email's wording.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// The reviewers whose approvals approved the request (names), for the "approved" email.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
 }
 
 /// One outbox row as the worker and the console see it.

@@ -11,8 +11,8 @@ use crate::entities::{environment, release_request};
 use crate::guards::active_agents_holding;
 use crate::paging::{Cursor, Page};
 use crate::{
-    AgentRef, AuditEntry, AuthContext, EnvironmentInfo, OutboxRow, PhoneNumberView, ReleaseRequest,
-    Store, StoreError,
+    AgentRef, Approval, AuditEntry, AuthContext, EnvironmentInfo, OutboxRow, PhoneNumberView,
+    ReleaseRequest, Store, StoreError,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,11 @@ pub struct RequestDetail {
     pub blocking_agents: Vec<AgentRef>,
     pub timeline: Vec<AuditEntry>,
     pub notifications: Vec<OutboxRow>,
+    /// The reviewers' approvals so far, oldest first (the environment's policy says how many
+    /// are needed: `environment.required_approvals`).
+    pub approvals: Vec<Approval>,
+    /// When the support inbox was reminded that the request is overdue.
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -225,6 +230,8 @@ impl Store {
         let blocking_agents = active_agents_holding(self.reader(), request.phone_number_id).await?;
         let timeline = self.request_timeline(id).await?;
         let notifications = self.outbox_for_request(id).await?;
+        let approvals = self.approvals(id).await?;
+        let reminded_at = self.reminded_at(id).await?;
         Ok(RequestDetail {
             request,
             environment,
@@ -232,6 +239,8 @@ impl Store {
             blocking_agents,
             timeline,
             notifications,
+            approvals,
+            reminded_at,
         })
     }
 }

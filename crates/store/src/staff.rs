@@ -8,11 +8,12 @@
 //! as the session or throttle change they go with.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use releasedesk_domain::{EmailAddress, StaffId};
+use releasedesk_domain::{EmailAddress, StaffId, StaffRole};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::audit::Event;
 use crate::entities::{staff_session, staff_user};
+use crate::views::parse_column;
 use crate::{Actor, AuditAction, SignInTicket, Store, StoreError, now};
 
 /// A staff account, as sign-in needs it.
@@ -24,6 +25,7 @@ pub struct StaffAccount {
     /// PHC string (`$argon2id$…`).
     pub password_hash: String,
     pub disabled: bool,
+    pub role: StaffRole,
 }
 
 impl StaffAccount {
@@ -41,6 +43,8 @@ pub struct StaffSession {
     pub staff_id: StaffId,
     pub email: String,
     pub name: String,
+    /// The account's role as it is now (read with the session, so a change applies at once).
+    pub role: StaffRole,
     /// The per-session CSRF token every console form carries.
     pub csrf_token: String,
     pub created_at: DateTime<Utc>,
@@ -71,49 +75,23 @@ pub struct NewStaffSession<'a> {
     pub replaces: Option<&'a str>,
 }
 
-const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 
 /// A session's `last_seen_at` is refreshed at most this often: the idle timeout does not need
 /// per-request precision, and a write per page view would be wasted work.
 const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
 impl Store {
-    /// `releasedesk staff add`: stores an account with an already hashed password.
+    /// Stores a `reviewer` account with an already hashed password (audited as the command
+    /// line). See [`Store::create_staff_account`] for the other roles.
     pub async fn add_staff(
         &self,
         email: &EmailAddress,
         name: &str,
         password_hash: &str,
     ) -> Result<StaffId, StoreError> {
-        let name = name.trim();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
-            return Err(StoreError::Invalid {
-                field: "name",
-                message: "must be 1–100 characters without control characters".into(),
-            });
-        }
-        let id = StaffId::new();
-        staff_user::Entity::insert(staff_user::ActiveModel {
-            id: Set(id.as_uuid()),
-            email: Set(email.as_str().to_owned()),
-            name: Set(name.to_owned()),
-            password_hash: Set(password_hash.to_owned()),
-            created_at: Set(now()),
-            disabled_at: Set(None),
-        })
-        .exec_without_returning(self.writer())
-        .await
-        .map_err(|e| {
-            if StoreError::is_unique_violation(&e) {
-                StoreError::DuplicateStaff
-            } else {
-                e.into()
-            }
-        })?;
-        Ok(id)
+        self.create_staff_account(&Actor::Cli, email, name, password_hash, StaffRole::DEFAULT)
+            .await
     }
 
     /// The account signing in with this email, if there is one.
@@ -121,17 +99,21 @@ impl Store {
         &self,
         email: &EmailAddress,
     ) -> Result<Option<StaffAccount>, StoreError> {
-        Ok(staff_user::Entity::find()
+        staff_user::Entity::find()
             .filter(staff_user::Column::Email.eq(email.as_str()))
             .one(self.reader())
             .await?
-            .map(|m| StaffAccount {
-                id: m.id.into(),
-                email: m.email,
-                name: m.name,
-                password_hash: m.password_hash,
-                disabled: m.disabled_at.is_some(),
-            }))
+            .map(|m| {
+                Ok(StaffAccount {
+                    role: parse_column("staff_users.role", &m.role)?,
+                    id: m.id.into(),
+                    email: m.email,
+                    name: m.name,
+                    password_hash: m.password_hash,
+                    disabled: m.disabled_at.is_some(),
+                })
+            })
+            .transpose()
     }
 
     /// Opens a session for `account` after a granted sign-in: the session row, the sign-in's
@@ -219,6 +201,7 @@ impl Store {
                 .await?;
         }
         Ok(Some(StaffSession {
+            role: parse_column("staff_users.role", &account.role)?,
             staff_id: account.id.into(),
             email: account.email,
             name: account.name,

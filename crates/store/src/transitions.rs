@@ -9,11 +9,15 @@
 //! 2. **the domain decides** whether the action is allowed from the request's status
 //!    ([`RequestStatus::apply`]);
 //! 3. **the action's own rules** ([`guards`]): released number, open request, active agents,
-//!    the typed confirmation;
+//!    the typed confirmation — and, for an approval, the environment's approval policy: the
+//!    domain's [`decide_approval`] says whether this approval approves the request or is
+//!    recorded while it waits for another reviewer ([`approvals`](crate::approvals));
 //! 4. **the write**: an `INSERT`, or an `UPDATE` guarded by the status the domain requires for
 //!    the action ([`RequestStatus::required_for`]) — zero rows means someone else decided first,
-//!    and the loser is told what they decided;
-//! 5. **the audit event**, named after the [`RequestEvent`];
+//!    and the loser is told what they decided. An approval that only counts towards the
+//!    required number still runs the guarded `UPDATE` (leaving the status as it is), so it too
+//!    can only land on a request that is still pending;
+//! 5. **the audit event**, named after the [`RequestEvent`] (or `request.approval_recorded`);
 //! 6. **the outbox rows** the event causes ([`notifications`](crate::notifications)).
 //!
 //! A new status or a new kind of notification is a change here (and in the domain's table),
@@ -21,12 +25,13 @@
 
 use chrono::{DateTime, Utc};
 use releasedesk_domain::{
-    ApprovalNote, OutboxId, PhoneNumberId, PhoneNumberStatus, Reason, RejectionNote, RequestAction,
-    RequestEvent, RequestId, RequestStatus,
+    ApprovalNote, ApprovalOutcome, OutboxId, PhoneNumberId, PhoneNumberStatus, Reason,
+    RejectionNote, RequestAction, RequestEvent, RequestId, RequestStatus, StaffId, decide_approval,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
+use crate::approvals::{self, Approval, NewApproval};
 use crate::audit::Event;
 use crate::entities::{agent_phone_number, carrier_release, phone_number, release_request};
 use crate::guards;
@@ -85,6 +90,8 @@ pub(crate) enum Action<'a> {
     Release {
         receipt: &'a CarrierReceipt,
     },
+    /// Nobody decided within the service level's `expire_after`.
+    Expire,
 }
 
 impl Action<'_> {
@@ -94,8 +101,27 @@ impl Action<'_> {
             Action::Approve { .. } => RequestAction::Approve,
             Action::Reject { .. } => RequestAction::Reject,
             Action::Release { .. } => RequestAction::Release,
+            Action::Expire => RequestAction::Expire,
         }
     }
+}
+
+/// What a change did, as the audit log and the notifications see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// The request was created or entered a new status.
+    Entered(RequestEvent),
+    /// An approval was recorded; the request stays pending for more.
+    ApprovalRecorded,
+}
+
+/// An approval, decided by the policy: who gives it, what the domain said, and the approvals
+/// given before it.
+struct ApprovalStep {
+    reviewer: StaffId,
+    reviewer_email: String,
+    outcome: ApprovalOutcome,
+    earlier: Vec<Approval>,
 }
 
 /// What a command works on, once loaded and decided.
@@ -166,47 +192,86 @@ impl Store {
             }
         };
         // 3. The action's own rules.
+        let mut approval = None;
         match &subject {
             Subject::New { .. } => {
                 guards::not_released(&number)?;
                 guards::no_open_request(db, &number).await?;
                 guards::not_in_use(db, &number).await?;
             }
-            Subject::Existing { action, .. } => match action {
+            Subject::Existing {
+                current, action, ..
+            } => match action {
                 Action::Approve { confirm_number, .. } => {
                     guards::confirmation_matches(confirm_number, &number)?;
                     guards::not_in_use(db, &number).await?;
+                    approval = Some(decide(db, actor, current).await?);
                 }
-                Action::Cancel | Action::Reject { .. } | Action::Release { .. } => {}
+                Action::Cancel
+                | Action::Reject { .. }
+                | Action::Release { .. }
+                | Action::Expire => {}
             },
         }
         // 4. The write.
-        let (after, detail) = match subject {
-            Subject::New { reason } => (insert_request(db, &number, reason, at).await?, None),
+        let (after, effect, detail) = match subject {
+            Subject::New { reason } => (
+                insert_request(db, &number, reason, at).await?,
+                Effect::Entered(RequestEvent::Created),
+                None,
+            ),
             Subject::Existing {
                 current,
                 action,
                 next,
             } => {
-                let after = update_request(db, actor, *current, action, next, at).await?;
+                let guard = RequestStatus::required_for(action.domain());
+                // An approval that only counts towards the required number changes nothing on
+                // the request; its guarded UPDATE only proves the request is still pending.
+                let recorded_only = matches!(
+                    approval.as_ref().map(|a| a.outcome),
+                    Some(ApprovalOutcome::Recorded { .. })
+                );
+                let (planned, effect) = if recorded_only {
+                    ((*current).clone(), Effect::ApprovalRecorded)
+                } else {
+                    let earlier_note = approval
+                        .as_ref()
+                        .and_then(|a| a.earlier.iter().rev().find_map(|e| e.note.clone()));
+                    let reviewer = match actor {
+                        Actor::Staff { id, .. } => Some(*id),
+                        Actor::Customer { .. } | Actor::System | Actor::Cli => None,
+                    };
+                    (
+                        after_action(&current, action, next, reviewer, earlier_note, at),
+                        Effect::Entered(RequestEvent::entering(next)),
+                    )
+                };
+                let after = update_request(db, &current, planned, guard).await?;
                 let detail = match action {
                     Action::Release { receipt } => {
                         Some(release_number(db, &number, receipt, at).await?)
                     }
                     Action::Approve { note, .. } => {
-                        note.map(|n| serde_json::json!({ "note": n.as_str() }))
+                        let step = approval.as_ref().ok_or(StoreError::Database(
+                            sea_orm::DbErr::Custom("an approval without its policy step".into()),
+                        ))?;
+                        Some(record_approval(db, &after, step, note, at).await?)
                     }
                     Action::Reject { note } => Some(serde_json::json!({ "note": note.as_str() })),
-                    Action::Cancel => None,
+                    Action::Cancel | Action::Expire => None,
                 };
-                (after, detail)
+                (after, effect, detail)
             }
         };
         // 5. The audit event.
-        let event = RequestEvent::entering(after.status);
+        let audit_action = match effect {
+            Effect::Entered(event) => AuditAction::Request(event),
+            Effect::ApprovalRecorded => AuditAction::ApprovalRecorded,
+        };
         Event {
             actor,
-            action: AuditAction::Request(event),
+            action: audit_action,
             environment_id: Some(after.environment_id),
             request_id: Some(after.id),
             phone_number_id: Some(after.phone_number_id),
@@ -215,7 +280,12 @@ impl Store {
         .record(db)
         .await?;
         // 6. The outbox rows the change causes.
-        self.enqueue_notifications(db, event, &after, actor).await?;
+        match effect {
+            Effect::Entered(event) => {
+                self.enqueue_notifications(db, event, &after, actor).await?;
+            }
+            Effect::ApprovalRecorded => {}
+        }
         Ok(after)
     }
 
@@ -301,11 +371,17 @@ impl Store {
         .await
     }
 
-    /// Approves a pending request: irreversible. `confirm_number` must equal the request's
+    /// A reviewer's approval of a pending request. `confirm_number` must equal the request's
     /// E.164 number exactly ("type the number to confirm"); an active agent holding the number
-    /// refuses approval. Of several concurrent decisions exactly one wins; the others get
-    /// `NotPending` with the status the winner set. The "approved" email and the release job
-    /// are written in the same transaction.
+    /// refuses approval. Every approval checks all of it again.
+    ///
+    /// When the environment requires two approvals, the first is recorded and the request is
+    /// returned still `pending`; the approval of a *different* reviewer then approves it (the
+    /// same reviewer again is [`StoreError::SameReviewer`]). Approving is irreversible. Of
+    /// several concurrent decisions the number's lock lets one run at a time: each sees the
+    /// approvals before it, so exactly one approves, and a decision that finds the request
+    /// decided gets `NotPending` with the status the winner set. The "approved" email (naming
+    /// the approving reviewers) and the release job are written in the same transaction.
     pub async fn approve(
         &self,
         staff: &Actor,
@@ -377,6 +453,89 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Expires a pending request nobody decided in time (the worker's sweep): `expired` is
+    /// terminal, the customer is emailed, and the number is free for a new request. Audited as
+    /// the service itself.
+    pub(crate) async fn expire_request(
+        &self,
+        request_id: RequestId,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let command = Command::Act {
+            request_id,
+            action: Action::Expire,
+        };
+        self.run(&Actor::System, Scope::Any, command, None).await
+    }
+}
+
+/// Asks the domain what this approval does under the environment's policy, given the approvals
+/// recorded before it (read after the number's lock: every approval of the request takes it, so
+/// these are all there are).
+async fn decide(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    current: &ReleaseRequest,
+) -> Result<ApprovalStep, StoreError> {
+    let Actor::Staff { id, email } = actor else {
+        return Err(StoreError::Invalid {
+            field: "actor",
+            message: "only a staff member approves a release".into(),
+        });
+    };
+    let required = crate::environments::required_approvals(db, current.environment_id).await?;
+    let earlier = approvals::approvals_of(db, current.id).await?;
+    let given: Vec<StaffId> = earlier.iter().map(|a| a.staff_id).collect();
+    let outcome = decide_approval(required, &given, id).map_err(|e| match e {
+        releasedesk_domain::ApprovalError::SameReviewer => StoreError::SameReviewer,
+    })?;
+    Ok(ApprovalStep {
+        reviewer: *id,
+        reviewer_email: email.clone(),
+        outcome,
+        earlier,
+    })
+}
+
+/// Records the approval (unless the policy counted an earlier one of the same reviewer) and
+/// returns the audit event's detail: the note, and who has approved so far.
+async fn record_approval(
+    db: &impl ConnectionTrait,
+    after: &ReleaseRequest,
+    step: &ApprovalStep,
+    note: Option<&ApprovalNote>,
+    at: DateTime<Utc>,
+) -> Result<serde_json::Value, StoreError> {
+    let new_approval = match step.outcome {
+        ApprovalOutcome::Recorded { .. } => true,
+        ApprovalOutcome::Approved { new_approval } => new_approval,
+    };
+    let mut by: Vec<String> = step.earlier.iter().map(|a| a.staff_email.clone()).collect();
+    if new_approval {
+        approvals::insert(
+            db,
+            NewApproval {
+                request_id: after.id,
+                staff_id: step.reviewer,
+                staff_email: &step.reviewer_email,
+                note,
+                at,
+            },
+        )
+        .await?;
+        by.push(step.reviewer_email.clone());
+    }
+    let mut detail = serde_json::json!({ "approved_by": by });
+    if let ApprovalOutcome::Recorded { given, required } = step.outcome {
+        detail["approvals"] = given.into();
+        detail["required"] = required.get().into();
+    }
+    if let Some(n) = note {
+        detail["note"] = n.as_str().into();
+    }
+    Ok(detail)
+}
+
 async fn load_request(
     db: &impl ConnectionTrait,
     id: RequestId,
@@ -426,36 +585,28 @@ async fn insert_request(
     ReleaseRequest::try_from(model)
 }
 
-/// The guarded UPDATE: it only applies while the request is still in the status the domain
-/// requires for `action`.
-async fn update_request(
-    db: &impl ConnectionTrait,
-    actor: &Actor,
-    current: ReleaseRequest,
+/// The request as `action` leaves it: the new status and what the action records besides.
+/// An approval's note goes to the customer; with four eyes and no note on the approval that
+/// approves, the latest earlier approval's note does.
+fn after_action(
+    current: &ReleaseRequest,
     action: Action<'_>,
     next: RequestStatus,
+    reviewer: Option<StaffId>,
+    earlier_note: Option<String>,
     at: DateTime<Utc>,
-) -> Result<ReleaseRequest, StoreError> {
-    use release_request::Column as C;
-    let guard = RequestStatus::required_for(action.domain());
-    let mut update =
-        release_request::Entity::update_many().col_expr(C::Status, next.as_str().into());
+) -> ReleaseRequest {
     let mut after = ReleaseRequest {
         status: next,
         ..current.clone()
     };
-    // What each action records besides the status.
-    let reviewer = match actor {
-        Actor::Staff { id, .. } => Some(*id),
-        Actor::Customer { .. } | Actor::System | Actor::Cli => None,
-    };
     match action {
-        Action::Cancel => {
+        Action::Cancel | Action::Expire => {
             after.resolved_at = Some(at);
         }
         Action::Approve { note, .. } => {
             after.resolved_at = Some(at);
-            after.review_note = note.map(|n| n.as_str().to_owned());
+            after.review_note = note.map(|n| n.as_str().to_owned()).or(earlier_note);
             after.reviewed_by = reviewer;
         }
         Action::Reject { note } => {
@@ -467,6 +618,20 @@ async fn update_request(
             after.released_at = Some(at);
         }
     }
+    after
+}
+
+/// The guarded UPDATE: it writes `after` only while the request is still in `guard`, the
+/// status the domain requires for the action.
+async fn update_request(
+    db: &impl ConnectionTrait,
+    current: &ReleaseRequest,
+    after: ReleaseRequest,
+    guard: RequestStatus,
+) -> Result<ReleaseRequest, StoreError> {
+    use release_request::Column as C;
+    let mut update =
+        release_request::Entity::update_many().col_expr(C::Status, after.status.as_str().into());
     if after.resolved_at != current.resolved_at {
         update = update.col_expr(C::ResolvedAt, after.resolved_at.into());
     }

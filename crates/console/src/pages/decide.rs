@@ -2,11 +2,13 @@
 //! store use cases as everything else (one transaction: guarded update, audit event, outbox).
 //!
 //! Every outcome is a 303 back to the request page with a flash saying what happened; a refusal
-//! always says that nothing changed.
+//! always says that nothing changed. Only roles that may decide reach these handlers (see
+//! `roles`). With four eyes, an approval may be recorded while the request waits for a second
+//! reviewer's.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use releasedesk_domain::{ApprovalNote, RejectionNote, RequestId};
+use releasedesk_domain::{ApprovalNote, RejectionNote, RequestId, RequestStatus};
 use releasedesk_store::StoreError;
 use serde::Deserialize;
 
@@ -66,6 +68,13 @@ pub(crate) async fn approve(
         .approve(&staff.session.actor(), id, &form.confirm_number, note)
         .await;
     let flash = match outcome {
+        Ok(r) if r.status == RequestStatus::Pending => {
+            tracing::info!(request = %id, staff = %staff.session.staff_id, "approval recorded; another reviewer must approve");
+            Flash::success(format!(
+                "Your approval is recorded. {} is released once a different reviewer approves too.",
+                r.phone_number
+            ))
+        }
         Ok(r) => {
             tracing::info!(request = %id, staff = %staff.session.staff_id, "request approved");
             Flash::success(format!(
@@ -73,6 +82,10 @@ pub(crate) async fn approve(
                 r.phone_number
             ))
         }
+        Err(StoreError::SameReviewer) => Flash::error(
+            "You already approved this request. Nothing changed: the next approval must come from \
+             a different reviewer.",
+        ),
         Err(StoreError::ConfirmationMismatch) => Flash::error(
             "The number you typed does not match this request's number. Nothing changed: type \
              the number exactly as shown, including the +.",

@@ -7,6 +7,7 @@ pub(crate) mod login;
 pub(crate) mod outbox;
 pub(crate) mod queue;
 pub(crate) mod request;
+pub(crate) mod staff;
 
 use axum::http::HeaderMap;
 

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, Response};
-use releasedesk_domain::OutboxId;
+use releasedesk_domain::{OutboxId, Permission};
 use releasedesk_store::{OutboxState, StoreError};
 use serde::Deserialize;
 
@@ -55,6 +55,8 @@ struct OutboxPage {
     rows: Vec<Row>,
     csrf_token: String,
     shown: u64,
+    /// The signed-in role may retry dead rows (the button is shown).
+    can_retry: bool,
 }
 
 pub(crate) async fn show(
@@ -112,6 +114,7 @@ pub(crate) async fn show(
         rows,
         csrf_token: staff.session.csrf_token.clone(),
         shown: SHOWN,
+        can_retry: staff.can(Permission::RetryOutbox),
     };
     Ok(Html(page.render()?))
 }

@@ -50,6 +50,8 @@ pub(crate) struct Row {
     pub phone_number: String,
     pub environment: String,
     pub status: &'static str,
+    /// Pending longer than the service level's `remind_after`.
+    pub overdue: bool,
     pub reason: String,
     pub age: String,
     pub requested_at: String,
@@ -151,6 +153,7 @@ pub(crate) async fn show(
         .collect();
 
     let at = now();
+    let levels = state.store.options().service_levels;
     let next_href = has_more.then(|| items.last()).flatten().map(|last| {
         let id = last.request.id.to_string();
         format!(
@@ -173,6 +176,8 @@ pub(crate) async fn show(
             phone_number: item.request.phone_number,
             environment: item.environment_name,
             status: item.request.status.as_str(),
+            overdue: item.request.status == RequestStatus::Pending
+                && levels.is_overdue(item.request.requested_at, at),
             reason: excerpt(&item.request.reason, 140),
             age: age(item.request.requested_at, at),
             requested_at: timestamp(item.request.requested_at),

@@ -66,10 +66,17 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, config: ConsoleConfig) -> TestApp {
+        Self::with_options(backend, config, StoreOptions::default()).await
+    }
+
+    /// With store options of its own (a support inbox, service levels).
+    pub async fn with_options(
+        backend: Backend,
+        config: ConsoleConfig,
+        options: StoreOptions,
+    ) -> TestApp {
         let db = TestDb::new(backend).await.expect("TEST_DATABASE_URL");
-        let store = Store::connect(&db.url, StoreOptions::default())
-            .await
-            .expect("connect");
+        let store = Store::connect(&db.url, options).await.expect("connect");
         store.migrate().await.expect("migrate");
         let email = EmailAddress::parse(STAFF_EMAIL).unwrap();
         let staff_id = create_staff(&store, &email, STAFF_NAME, STAFF_PASSWORD)

@@ -8,6 +8,7 @@ pub struct Model {
     pub name: String,
     pub notify_email: String,
     pub created_at: DateTimeUtc,
+    pub required_approvals: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,8 @@ pub mod idempotency_key;
 pub mod outbox;
 pub mod phone_number;
 pub mod release_request;
+pub mod request_approval;
+pub mod request_reminder;
 pub mod sign_in_throttle;
 pub mod staff_known_address;
 pub mod staff_session;
