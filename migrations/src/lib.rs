@@ -7,6 +7,7 @@ mod m20261127_000002_numbers_and_agents;
 mod m20261127_000003_release_requests;
 mod m20261127_000004_audit_and_outbox;
 mod m20261127_000005_staff;
+mod m20261128_000007_webhooks;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_release_requests::Migration),
             Box::new(m20261127_000004_audit_and_outbox::Migration),
             Box::new(m20261127_000005_staff::Migration),
+            Box::new(m20261128_000007_webhooks::Migration),
         ]
     }
 }

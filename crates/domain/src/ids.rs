@@ -95,8 +95,12 @@ id_type!(
     StaffId
 );
 id_type!(
-    /// A row of the transactional outbox (an email or a release job).
+    /// A row of the transactional outbox (an email, a webhook delivery or a release job).
     OutboxId
+);
+id_type!(
+    /// A customer's webhook endpoint.
+    WebhookEndpointId
 );
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ pub enum AuditAction {
     StaffSignInFailed,
     StaffSignedOut,
     OutboxRetried,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    WebhookSecretRotated,
+    WebhookEndpointDisabled,
 }
 
 impl AuditAction {
@@ -77,6 +81,10 @@ impl AuditAction {
         AuditAction::StaffSignInFailed,
         AuditAction::StaffSignedOut,
         AuditAction::OutboxRetried,
+        AuditAction::WebhookEndpointCreated,
+        AuditAction::WebhookEndpointDeleted,
+        AuditAction::WebhookSecretRotated,
+        AuditAction::WebhookEndpointDisabled,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -91,6 +99,10 @@ impl AuditAction {
             AuditAction::StaffSignInFailed => "staff.sign_in_failed",
             AuditAction::StaffSignedOut => "staff.signed_out",
             AuditAction::OutboxRetried => "outbox.retried",
+            AuditAction::WebhookEndpointCreated => "webhook_endpoint.created",
+            AuditAction::WebhookEndpointDeleted => "webhook_endpoint.deleted",
+            AuditAction::WebhookSecretRotated => "webhook_endpoint.secret_rotated",
+            AuditAction::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
     }
 

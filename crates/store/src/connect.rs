@@ -2,7 +2,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use releasedesk_domain::EmailAddress;
+use releasedesk_domain::{EmailAddress, WebhookPolicy};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -26,6 +26,8 @@ pub struct StoreOptions {
     pub support_email: Option<EmailAddress>,
     /// PostgreSQL pool size (default 16). SQLite ignores it: see [`Store::connect`].
     pub max_connections: Option<u32>,
+    /// Which webhook endpoint URLs are accepted (`http://`, non-public addresses).
+    pub webhooks: WebhookPolicy,
 }
 
 /// The database, and every use case on it. Cheap to clone.

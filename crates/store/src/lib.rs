@@ -19,6 +19,7 @@ mod staff;
 mod tenancy;
 mod time;
 mod views;
+mod webhooks;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
@@ -31,5 +32,10 @@ pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
 pub use tenancy::{AuthContext, EnvironmentInfo, IssuedToken, TokenInfo};
 pub use time::now;
 pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
+pub use webhooks::{
+    DeliveryState, MAX_WEBHOOK_ENDPOINTS, NewWebhookEndpoint, PREVIOUS_SECRET_VALID_FOR,
+    STOPPED_ENDPOINT_DELETED, STOPPED_ENDPOINT_GONE, WebhookDelivery, WebhookEndpoint,
+    WebhookEndpointWithSecret, WebhookTarget, release_request_webhook_data, webhook_message_id,
+};
 
 pub use releasedesk_migration::{Migrator, MigratorTrait};

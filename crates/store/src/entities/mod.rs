@@ -12,3 +12,4 @@ pub mod phone_number;
 pub mod release_request;
 pub mod staff_session;
 pub mod staff_user;
+pub mod webhook_endpoint;
