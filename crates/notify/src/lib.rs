@@ -3,6 +3,8 @@
 //! - [`email`]: the typed emails, rendered from `templates/email/<name>/{subject.txt,body.txt,body.html}`.
 //! - [`DeliveryError`]: how an SMTP or file delivery failed (transient or permanent).
 //! - [`Carrier`]: the telephony carrier behind a trait; [`RecordingCarrier`] is the default.
+//! - [`webhook`]: signed webhook deliveries (Standard Webhooks), over an HTTP client that
+//!   connects only to checked addresses.
 //! - [`Worker`]: drains the transactional outbox the store writes.
 //!
 //! Everything this crate does starts from an outbox row: it never decides anything about a
@@ -11,9 +13,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use releasedesk_domain::WebhookPolicy;
+
 mod carrier;
 pub mod email;
 mod transport;
+pub mod webhook;
 mod worker;
 
 pub use carrier::{Carrier, CarrierError, CarrierReceipt, NumberRelease, RecordingCarrier};
@@ -40,6 +45,10 @@ pub struct NotifyConfig {
     /// How long a claimed row stays leased to this worker. A worker that dies holding rows
     /// delays them by this much; an email or carrier call is cut off before it runs out.
     pub lease: Duration,
+    /// Which webhook URLs deliveries may go to (checked again at every attempt).
+    pub webhooks: WebhookPolicy,
+    /// How long one webhook attempt may take ([`webhook::WEBHOOK_TIMEOUT`]; shorter in tests).
+    pub webhook_timeout: Duration,
 }
 
 impl NotifyConfig {
@@ -57,6 +66,8 @@ impl NotifyConfig {
             public_url,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
+            webhooks: WebhookPolicy::default(),
+            webhook_timeout: webhook::WEBHOOK_TIMEOUT,
         }
     }
 }

@@ -197,6 +197,8 @@ pub fn config(smtp_url: Option<String>, mail_dir: &Path) -> NotifyConfig {
         public_url: PUBLIC_URL.into(),
         poll_interval: Duration::from_millis(50),
         lease: Duration::from_secs(30),
+        webhooks: Default::default(),
+        webhook_timeout: releasedesk_notify::webhook::WEBHOOK_TIMEOUT,
     }
 }
 
