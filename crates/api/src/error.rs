@@ -91,6 +91,14 @@ impl ApiError {
         )
     }
 
+    pub fn webhook_endpoint_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "WEBHOOK_ENDPOINT_NOT_FOUND",
+            "Webhook endpoint not found",
+        )
+    }
+
     pub fn agent_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "Agent not found")
     }
@@ -111,6 +119,12 @@ impl From<StoreError> for ApiError {
             StoreError::PhoneNumberNotFound => Self::phone_number_not_found(),
             StoreError::RequestNotFound => Self::request_not_found(),
             StoreError::AgentNotFound => Self::agent_not_found(),
+            StoreError::WebhookEndpointNotFound => Self::webhook_endpoint_not_found(),
+            StoreError::WebhookEndpointDisabled => Self::new(
+                S::CONFLICT,
+                "WEBHOOK_ENDPOINT_DISABLED",
+                "The webhook endpoint was disabled after it answered 410 Gone and receives nothing more; delete it and register it again",
+            ),
             StoreError::ReleaseAlreadyPending => {
                 Self::new(S::CONFLICT, "RELEASE_ALREADY_PENDING", MSG_ALREADY_PENDING)
             }

@@ -38,6 +38,7 @@ pub use extract::MAX_BODY_BYTES;
         (name = "Release requests", description = "Ask for a number to be released, follow and cancel the request."),
         (name = "Phone numbers", description = "The environment's numbers."),
         (name = "Agents", description = "The environment's agents and the numbers they hold."),
+        (name = "Webhooks", description = "Endpoints that receive every change of the environment's release requests, signed (Standard Webhooks)."),
     )
 )]
 struct ApiDoc;
@@ -70,6 +71,11 @@ fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::phone_numbers::get))
         .routes(routes!(routes::agents::list))
         .routes(routes!(routes::agents::update_calling))
+        .routes(routes!(routes::webhooks::create, routes::webhooks::list))
+        .routes(routes!(routes::webhooks::get, routes::webhooks::delete))
+        .routes(routes!(routes::webhooks::rotate_secret))
+        .routes(routes!(routes::webhooks::send_test))
+        .routes(routes!(routes::webhooks::deliveries))
         .split_for_parts()
 }
 

@@ -132,6 +132,7 @@ pub async fn connect(config: &ServeConfig) -> anyhow::Result<Store> {
     let options = StoreOptions {
         support_email,
         max_connections: config.max_connections,
+        webhooks: config.webhooks,
     };
     Store::connect(&config.database_url, options)
         .await
@@ -150,6 +151,8 @@ pub fn build_worker(
         public_url: public_url.to_owned(),
         poll_interval: config.worker_poll_interval,
         lease: config.worker_lease,
+        webhooks: config.webhooks,
+        webhook_timeout: config.webhook_timeout,
     };
     Worker::new(store.clone(), notify, Arc::new(RecordingCarrier))
 }

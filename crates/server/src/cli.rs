@@ -13,7 +13,7 @@ use releasedesk_store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DbArgs, MailArgs, ServeArgs, ServeConfig};
+use crate::config::{DbArgs, MailArgs, ServeArgs, ServeConfig, WebhookArgs};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -47,12 +47,14 @@ pub enum Command {
     Demo(ServeArgs),
     /// Apply migrations and exit.
     Migrate(DbArgs),
-    /// Run only the outbox worker (emails and release jobs).
+    /// Run only the outbox worker (emails, webhook deliveries and release jobs).
     Worker {
         #[command(flatten)]
         db: DbArgs,
         #[command(flatten)]
         mail: MailArgs,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
     },
     /// Environments (tenants).
     #[command(subcommand)]
@@ -224,11 +226,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Worker { db, mail } => {
+        Command::Worker { db, mail, webhooks } => {
             let config = ServeConfig::from_args(ServeArgs {
                 db,
                 bind: ([127, 0, 0, 1], 0).into(),
                 mail,
+                webhooks,
                 no_worker: false,
             });
             let store = open_with(&config).await?;

@@ -1,6 +1,7 @@
 pub mod agents;
 pub mod phone_numbers;
 pub mod release_requests;
+pub mod webhooks;
 
 use crate::ApiError;
 use releasedesk_store::Cursor;
