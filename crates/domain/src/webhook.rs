@@ -266,7 +266,7 @@ impl WebhookUrl {
         }
         match url.host() {
             None => return Err(WebhookUrlError::NoHost),
-            Some(url::Host::Domain(d)) if d.is_empty() => return Err(WebhookUrlError::NoHost),
+            Some(url::Host::Domain("")) => return Err(WebhookUrlError::NoHost),
             Some(_) => {}
         }
         Ok(Self(url))

@@ -427,10 +427,10 @@ impl Store {
                 let body = event_body(WebhookEvent::Test, &data);
                 let delivery =
                     insert_delivery(&tx, &endpoint, WebhookEvent::Test, &body, None).await?;
-                Ok(outbox::Entity::find_by_id(delivery.as_uuid())
+                outbox::Entity::find_by_id(delivery.as_uuid())
                     .one(&tx)
                     .await?
-                    .ok_or(StoreError::WebhookEndpointNotFound)?)
+                    .ok_or(StoreError::WebhookEndpointNotFound)
             })
             .await?;
         row.try_into()
