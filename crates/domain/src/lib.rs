@@ -18,8 +18,8 @@ pub use ids::{
 };
 pub use phone::{E164, E164Error};
 pub use status::{
-    AgentStatus, Direction, PhoneNumberStatus, RequestAction, RequestStatus, TransitionError,
-    UnknownValue,
+    AgentStatus, Direction, PhoneNumberStatus, RequestAction, RequestEvent, RequestStatus,
+    TransitionError, UnknownValue,
 };
 pub use text::{ApprovalNote, Reason, RejectionNote, TextError};
 pub use token::{ApiToken, TokenError, TokenHash};

@@ -73,6 +73,32 @@ string_enum!(
 );
 
 string_enum!(
+    /// What happened to a release request: it was created, or it entered a new status. The
+    /// audit log, the emails and the webhooks are all keyed by it, so a new status is a new
+    /// event here and nowhere else.
+    RequestEvent {
+        Created => "created",
+        Cancelled => "cancelled",
+        Approved => "approved",
+        Rejected => "rejected",
+        Released => "released",
+    }
+);
+
+impl RequestEvent {
+    /// The event of a request entering `status`. Only creation enters `pending`.
+    pub const fn entering(status: RequestStatus) -> RequestEvent {
+        match status {
+            RequestStatus::Pending => RequestEvent::Created,
+            RequestStatus::Cancelled => RequestEvent::Cancelled,
+            RequestStatus::Approved => RequestEvent::Approved,
+            RequestStatus::Rejected => RequestEvent::Rejected,
+            RequestStatus::Released => RequestEvent::Released,
+        }
+    }
+}
+
+string_enum!(
     /// A phone number is `active` until the release job has released it.
     PhoneNumberStatus {
         Active => "active",
@@ -106,6 +132,9 @@ pub struct TransitionError {
 }
 
 impl RequestStatus {
+    /// Every request starts here.
+    pub const INITIAL: RequestStatus = RequestStatus::Pending;
+
     /// `pending` and `approved` requests are *open*: at most one per number.
     pub const fn is_open(self) -> bool {
         matches!(self, RequestStatus::Pending | RequestStatus::Approved)
@@ -217,6 +246,21 @@ mod tests {
             assert!(from.apply(action).is_ok());
             for &other in S::ALL.iter().filter(|s| **s != from) {
                 assert!(other.apply(action).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn every_status_is_entered_by_exactly_one_event() {
+        let mut events: Vec<RequestEvent> =
+            S::ALL.iter().map(|&s| RequestEvent::entering(s)).collect();
+        assert_eq!(RequestEvent::entering(S::INITIAL), RequestEvent::Created);
+        events.sort_by_key(|e| e.as_str());
+        events.dedup();
+        assert_eq!(events.len(), RequestEvent::ALL.len());
+        for &s in S::ALL {
+            if s != S::INITIAL {
+                assert_eq!(RequestEvent::entering(s).as_str(), s.as_str());
             }
         }
     }

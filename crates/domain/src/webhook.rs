@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 
-use crate::{RequestStatus, UnknownValue};
+use crate::{RequestEvent, UnknownValue};
 
 /// What happened, as named in a delivery's `type` and in an endpoint's `events`. The string form
 /// of each event is written here and nowhere else.
@@ -72,15 +72,14 @@ impl WebhookEvent {
         !matches!(self, WebhookEvent::Test)
     }
 
-    /// The event a release request's arrival in `status` is announced with (a new request is
-    /// `pending`: `release_request.created`).
-    pub const fn for_status(status: RequestStatus) -> WebhookEvent {
-        match status {
-            RequestStatus::Pending => WebhookEvent::RequestCreated,
-            RequestStatus::Approved => WebhookEvent::RequestApproved,
-            RequestStatus::Released => WebhookEvent::RequestReleased,
-            RequestStatus::Cancelled => WebhookEvent::RequestCancelled,
-            RequestStatus::Rejected => WebhookEvent::RequestRejected,
+    /// The webhook that announces what happened to a release request.
+    pub const fn for_request(event: RequestEvent) -> WebhookEvent {
+        match event {
+            RequestEvent::Created => WebhookEvent::RequestCreated,
+            RequestEvent::Cancelled => WebhookEvent::RequestCancelled,
+            RequestEvent::Approved => WebhookEvent::RequestApproved,
+            RequestEvent::Rejected => WebhookEvent::RequestRejected,
+            RequestEvent::Released => WebhookEvent::RequestReleased,
         }
     }
 }
@@ -401,15 +400,11 @@ mod tests {
     }
 
     #[test]
-    fn every_status_a_request_can_reach_has_its_event() {
-        for &s in RequestStatus::ALL {
-            let e = WebhookEvent::for_status(s);
-            assert!(e.is_subscribable());
-            let suffix = match s {
-                RequestStatus::Pending => "created",
-                other => other.as_str(),
-            };
-            assert_eq!(e.as_str(), format!("release_request.{suffix}"));
+    fn every_request_event_has_its_webhook_of_the_same_name() {
+        for &e in RequestEvent::ALL {
+            let hook = WebhookEvent::for_request(e);
+            assert!(hook.is_subscribable());
+            assert_eq!(hook.as_str(), format!("release_request.{e}"));
         }
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use releasedesk_domain::{ApprovalNote, PhoneNumberStatus, RejectionNote, RequestStatus};
+use releasedesk_domain::{
+    ApprovalNote, PhoneNumberStatus, RejectionNote, RequestEvent, RequestStatus,
+};
 use releasedesk_notify::{
     Carrier, CarrierError, CarrierReceipt, NumberRelease, RecordingCarrier, Worker,
 };
@@ -134,7 +136,7 @@ async fn approval_emails_the_customer_once_then_the_job_releases_the_number(db: 
     let timeline = store.request_timeline(req.id).await.unwrap();
     let event = timeline
         .iter()
-        .find(|e| e.action == AuditAction::RequestReleased.as_str())
+        .find(|e| e.action == AuditAction::Request(RequestEvent::Released).name())
         .expect("a released audit event");
     assert!(
         event

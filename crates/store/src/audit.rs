@@ -1,7 +1,9 @@
 //! Audit events: written in the same transaction as the change they record.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
-use releasedesk_domain::{EnvironmentId, PhoneNumberId, RequestId, StaffId};
+use releasedesk_domain::{EnvironmentId, PhoneNumberId, RequestEvent, RequestId, StaffId};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -50,14 +52,11 @@ impl Actor {
     }
 }
 
-/// What happened. Stored as its dotted name.
+/// What happened. Stored as its dotted name (`request.approved`, `staff.signed_in`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditAction {
-    RequestCreated,
-    RequestCancelled,
-    RequestApproved,
-    RequestRejected,
-    RequestReleased,
+    /// A release request was created or entered a new status.
+    Request(RequestEvent),
     AgentCallingUpdated,
     StaffSignedIn,
     StaffSignInFailed,
@@ -70,44 +69,41 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: &'static [AuditAction] = &[
-        AuditAction::RequestCreated,
-        AuditAction::RequestCancelled,
-        AuditAction::RequestApproved,
-        AuditAction::RequestRejected,
-        AuditAction::RequestReleased,
-        AuditAction::AgentCallingUpdated,
-        AuditAction::StaffSignedIn,
-        AuditAction::StaffSignInFailed,
-        AuditAction::StaffSignedOut,
-        AuditAction::OutboxRetried,
-        AuditAction::WebhookEndpointCreated,
-        AuditAction::WebhookEndpointDeleted,
-        AuditAction::WebhookSecretRotated,
-        AuditAction::WebhookEndpointDisabled,
-    ];
+    /// Every action, request events first.
+    pub fn all() -> impl Iterator<Item = AuditAction> {
+        RequestEvent::ALL
+            .iter()
+            .map(|&e| AuditAction::Request(e))
+            .chain([
+                AuditAction::AgentCallingUpdated,
+                AuditAction::StaffSignedIn,
+                AuditAction::StaffSignInFailed,
+                AuditAction::StaffSignedOut,
+                AuditAction::OutboxRetried,
+                AuditAction::WebhookEndpointCreated,
+                AuditAction::WebhookEndpointDeleted,
+                AuditAction::WebhookSecretRotated,
+                AuditAction::WebhookEndpointDisabled,
+            ])
+    }
 
-    pub const fn as_str(self) -> &'static str {
+    pub fn name(self) -> Cow<'static, str> {
         match self {
-            AuditAction::RequestCreated => "request.created",
-            AuditAction::RequestCancelled => "request.cancelled",
-            AuditAction::RequestApproved => "request.approved",
-            AuditAction::RequestRejected => "request.rejected",
-            AuditAction::RequestReleased => "request.released",
-            AuditAction::AgentCallingUpdated => "agent.calling_updated",
-            AuditAction::StaffSignedIn => "staff.signed_in",
-            AuditAction::StaffSignInFailed => "staff.sign_in_failed",
-            AuditAction::StaffSignedOut => "staff.signed_out",
-            AuditAction::OutboxRetried => "outbox.retried",
-            AuditAction::WebhookEndpointCreated => "webhook_endpoint.created",
-            AuditAction::WebhookEndpointDeleted => "webhook_endpoint.deleted",
-            AuditAction::WebhookSecretRotated => "webhook_endpoint.secret_rotated",
-            AuditAction::WebhookEndpointDisabled => "webhook_endpoint.disabled",
+            AuditAction::Request(event) => Cow::Owned(format!("request.{event}")),
+            AuditAction::AgentCallingUpdated => Cow::Borrowed("agent.calling_updated"),
+            AuditAction::StaffSignedIn => Cow::Borrowed("staff.signed_in"),
+            AuditAction::StaffSignInFailed => Cow::Borrowed("staff.sign_in_failed"),
+            AuditAction::StaffSignedOut => Cow::Borrowed("staff.signed_out"),
+            AuditAction::OutboxRetried => Cow::Borrowed("outbox.retried"),
+            AuditAction::WebhookEndpointCreated => Cow::Borrowed("webhook_endpoint.created"),
+            AuditAction::WebhookEndpointDeleted => Cow::Borrowed("webhook_endpoint.deleted"),
+            AuditAction::WebhookSecretRotated => Cow::Borrowed("webhook_endpoint.secret_rotated"),
+            AuditAction::WebhookEndpointDisabled => Cow::Borrowed("webhook_endpoint.disabled"),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|a| a.as_str() == s)
+        Self::all().find(|a| a.name() == s)
     }
 }
 
@@ -170,7 +166,7 @@ impl Event<'_> {
             actor_kind: Set(self.actor.kind().into()),
             actor_id: Set(self.actor.id()),
             actor_label: Set(self.actor.label()),
-            action: Set(self.action.as_str().into()),
+            action: Set(self.action.name().into_owned()),
             environment_id: Set(self.environment_id.map(|i| i.as_uuid())),
             request_id: Set(self.request_id.map(|i| i.as_uuid())),
             phone_number_id: Set(self.phone_number_id.map(|i| i.as_uuid())),
@@ -188,7 +184,7 @@ impl Store {
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         let mut q = audit_event::Entity::find();
         if let Some(a) = filter.action {
-            q = q.filter(audit_event::Column::Action.eq(a.as_str()));
+            q = q.filter(audit_event::Column::Action.eq(a.name().into_owned()));
         }
         if let Some(e) = filter.environment_id {
             q = q.filter(audit_event::Column::EnvironmentId.eq(e.as_uuid()));

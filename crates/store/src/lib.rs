@@ -7,30 +7,36 @@
 //! Backends: SQLite (the embedded default) and PostgreSQL. See [`Store::connect`] for how each is
 //! tuned.
 
+mod agents;
 mod audit;
 mod connect;
 pub mod entities;
+mod environments;
 mod error;
+mod guards;
+mod notifications;
+mod numbers;
 mod outbox;
-mod release;
+mod paging;
 mod requests;
-mod review;
 mod staff;
-mod tenancy;
 mod time;
+mod tokens;
+mod transitions;
 mod views;
 mod webhooks;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
+pub use environments::EnvironmentInfo;
 pub use error::{AgentRef, StoreError};
 pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, OutboxState};
-pub use release::{CarrierReceipt, ReleaseOutcome};
-pub use requests::{Cursor, ListFilter, Page};
-pub use review::{OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
+pub use paging::{Cursor, Page};
+pub use requests::{ListFilter, OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
 pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
-pub use tenancy::{AuthContext, EnvironmentInfo, IssuedToken, TokenInfo};
 pub use time::now;
+pub use tokens::{AuthContext, IssuedToken, TokenInfo};
+pub use transitions::{CarrierReceipt, ReleaseOutcome};
 pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
 pub use webhooks::{
     DeliveryState, MAX_WEBHOOK_ENDPOINTS, NewWebhookEndpoint, PREVIOUS_SECRET_VALID_FOR,

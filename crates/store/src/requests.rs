@@ -1,64 +1,19 @@
-//! The customer's release requests: create, read, list, cancel.
+//! Reading release requests: the customer's (scoped to the token's environment) and the
+//! staff's (the review queue across environments, one request's full picture).
 
-use releasedesk_domain::{
-    AgentStatus, PhoneNumberId, PhoneNumberStatus, Reason, RequestId, RequestStatus,
+use chrono::{DateTime, Utc};
+use releasedesk_domain::{EnvironmentId, PhoneNumberId, RequestId, RequestStatus};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::audit::Event;
-use crate::entities::{agent, agent_phone_number, release_request};
-use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
-use crate::views::parse_column;
-use crate::{Actor, AgentRef, AuditAction, AuthContext, ReleaseRequest, Store, StoreError, now};
-
-/// Where the next page starts: the id of the last item of this page. Ids are UUIDv7, so id
-/// order is creation order and a page is an index range scan whatever the table's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor(pub(crate) uuid::Uuid);
-
-impl Cursor {
-    pub fn encode(&self) -> String {
-        self.0.simple().to_string()
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| uuid::Uuid::parse_str(s).ok().map(Self))
-            .flatten()
-    }
-}
-
-/// One page of a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<Cursor>,
-}
-
-impl<T> Page<T> {
-    pub fn has_more(&self) -> bool {
-        self.next_cursor.is_some()
-    }
-
-    /// Builds a page from `limit + 1` fetched rows: the extra row only says there is more.
-    pub(crate) fn from_probe(
-        mut rows: Vec<T>,
-        limit: u64,
-        id_of: impl Fn(&T) -> uuid::Uuid,
-    ) -> Self {
-        let has_more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(|r| Cursor(id_of(r)))
-        } else {
-            None
-        };
-        Self {
-            items: rows,
-            next_cursor,
-        }
-    }
-}
+use crate::entities::{environment, release_request};
+use crate::guards::active_agents_holding;
+use crate::paging::{Cursor, Page};
+use crate::{
+    AgentRef, AuditEntry, AuthContext, EnvironmentInfo, OutboxRow, PhoneNumberView, ReleaseRequest,
+    Store, StoreError,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListFilter {
@@ -80,96 +35,6 @@ impl Default for ListFilter {
 }
 
 impl Store {
-    /// `POST /phone-numbers/{id}/request-release`.
-    ///
-    /// The number's row is locked first (a guarded touch of `updated_at`, which also scopes it
-    /// to the environment), so concurrent creates and agent assignments for one number take
-    /// turns; the partial unique index on open requests is the last word all the same.
-    pub async fn request_release(
-        &self,
-        auth: &AuthContext,
-        phone_number_id: PhoneNumberId,
-        reason: Reason,
-    ) -> Result<ReleaseRequest, StoreError> {
-        let at = now();
-        let tx = self.begin().await?;
-        let row = tx
-            .query_one_raw(self.stmt(
-                "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2 AND environment_id = $3 \
-                 RETURNING e164, status",
-                [
-                    at.into(),
-                    phone_number_id.as_uuid().into(),
-                    auth.environment_id.as_uuid().into(),
-                ],
-            ))
-            .await?
-            .ok_or(StoreError::PhoneNumberNotFound)?;
-        let e164: String = row.try_get_by_index(0)?;
-        let status: String = row.try_get_by_index(1)?;
-        if parse_column::<PhoneNumberStatus>("phone_numbers.status", &status)?
-            == PhoneNumberStatus::Released
-        {
-            return Err(StoreError::PhoneNumberReleased);
-        }
-        if let Some(open) = open_request_status(&tx, phone_number_id).await? {
-            return Err(already_open(open));
-        }
-        let agents = active_agents_holding(&tx, phone_number_id).await?;
-        if !agents.is_empty() {
-            return Err(StoreError::PhoneNumberInUse { agents });
-        }
-        let id = RequestId::new();
-        let model = release_request::Model {
-            id: id.as_uuid(),
-            environment_id: auth.environment_id.as_uuid(),
-            phone_number_id: phone_number_id.as_uuid(),
-            phone_number: e164,
-            reason: reason.into_inner(),
-            status: RequestStatus::Pending.as_str().into(),
-            requested_at: at,
-            resolved_at: None,
-            released_at: None,
-            review_note: None,
-            reviewed_by: None,
-        };
-        let inserted =
-            release_request::Entity::insert(release_request::ActiveModel::from(model.clone()))
-                .exec_without_returning(&tx)
-                .await;
-        if let Err(e) = inserted {
-            return Err(if StoreError::is_unique_violation(&e) {
-                StoreError::ReleaseAlreadyPending
-            } else {
-                e.into()
-            });
-        }
-        let actor = auth.actor();
-        Event {
-            actor: &actor,
-            action: AuditAction::RequestCreated,
-            environment_id: Some(auth.environment_id),
-            request_id: Some(id),
-            phone_number_id: Some(phone_number_id),
-            detail: None,
-        }
-        .record(&tx)
-        .await?;
-        if let Some(support) = &self.options().support_email {
-            enqueue(
-                &tx,
-                OutboxKind::Email(EmailKind::RequestCreated),
-                auth.environment_id,
-                id,
-                Some(support),
-                &OutboxPayload::default(),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        ReleaseRequest::try_from(model)
-    }
-
     /// `GET /phone-numbers/release-requests/{id}`.
     pub async fn get_request(
         &self,
@@ -211,136 +76,162 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_probe(rows, filter.limit, |r| r.id.as_uuid()))
     }
+}
 
-    /// `POST /phone-numbers/release-requests/{id}/cancel`: pending → cancelled, guarded.
-    pub async fn cancel_request(
-        &self,
-        auth: &AuthContext,
-        id: RequestId,
-    ) -> Result<ReleaseRequest, StoreError> {
-        let at = now();
-        let tx = self.begin().await?;
-        let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
-            .filter(release_request::Column::EnvironmentId.eq(auth.environment_id.as_uuid()))
-            .one(&tx)
+/// Open requests are counted up to this many (see [`Store::open_request_counts`]).
+pub const OPEN_COUNT_CAP: u64 = 1000;
+
+/// The console queue's filters.
+///
+/// Pending requests are listed oldest first (the one waiting longest on top); any other status
+/// newest first. `after` is the (requested_at, id) of the last row of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub status: Option<RequestStatus>,
+    pub environment_id: Option<EnvironmentId>,
+    /// Digits (or a `+` and digits) contained in the number.
+    pub number_search: Option<String>,
+    pub after: Option<(DateTime<Utc>, RequestId)>,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueItem {
+    pub request: ReleaseRequest,
+    pub environment_name: String,
+}
+
+/// Everything the request page shows.
+#[derive(Debug, Clone)]
+pub struct RequestDetail {
+    pub request: ReleaseRequest,
+    pub environment: EnvironmentInfo,
+    pub number: PhoneNumberView,
+    /// Active agents holding the number: while any, approval is refused.
+    pub blocking_agents: Vec<AgentRef>,
+    pub timeline: Vec<AuditEntry>,
+    pub notifications: Vec<OutboxRow>,
+}
+
+impl Store {
+    /// The review queue across all environments.
+    pub async fn queue(&self, filter: &QueueFilter) -> Result<Vec<QueueItem>, StoreError> {
+        let oldest_first = filter.status == Some(RequestStatus::Pending);
+        let mut q = release_request::Entity::find();
+        if let Some(s) = filter.status {
+            q = q.filter(release_request::Column::Status.eq(s.as_str()));
+        }
+        if let Some(e) = filter.environment_id {
+            q = q.filter(release_request::Column::EnvironmentId.eq(e.as_uuid()));
+        }
+        if let Some(search) = filter.number_search.as_deref() {
+            let digits: String = search.chars().filter(char::is_ascii_digit).collect();
+            if !digits.is_empty() {
+                q = q.filter(release_request::Column::PhoneNumber.contains(&digits));
+            }
+        }
+        if let Some((at, id)) = filter.after {
+            use release_request::Column as C;
+            let (later, after_id) = if oldest_first {
+                (C::RequestedAt.gt(at), C::Id.gt(id.as_uuid()))
+            } else {
+                (C::RequestedAt.lt(at), C::Id.lt(id.as_uuid()))
+            };
+            q = q.filter(
+                Condition::any()
+                    .add(later)
+                    .add(Condition::all().add(C::RequestedAt.eq(at)).add(after_id)),
+            );
+        }
+        q = if oldest_first {
+            q.order_by_asc(release_request::Column::RequestedAt)
+                .order_by_asc(release_request::Column::Id)
+        } else {
+            q.order_by_desc(release_request::Column::RequestedAt)
+                .order_by_desc(release_request::Column::Id)
+        };
+        let rows = q
+            .limit(filter.limit.clamp(1, 500))
+            .all(self.reader())
+            .await?;
+        let envs: std::collections::HashMap<uuid::Uuid, String> = {
+            let ids: std::collections::BTreeSet<uuid::Uuid> =
+                rows.iter().map(|r| r.environment_id).collect();
+            if ids.is_empty() {
+                Default::default()
+            } else {
+                environment::Entity::find()
+                    .select_only()
+                    .column(environment::Column::Id)
+                    .column(environment::Column::Name)
+                    .filter(environment::Column::Id.is_in(ids))
+                    .into_tuple::<(uuid::Uuid, String)>()
+                    .all(self.reader())
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+        };
+        rows.into_iter()
+            .map(|m| {
+                let environment_name = envs.get(&m.environment_id).cloned().unwrap_or_default();
+                Ok(QueueItem {
+                    request: m.try_into()?,
+                    environment_name,
+                })
+            })
+            .collect()
+    }
+
+    /// How many requests are open, per open status (`pending`, `approved`), counted up to
+    /// [`OPEN_COUNT_CAP`]` + 1`: a value above the cap means "more than the cap". The queue's tabs
+    /// show the work waiting without the page's cost growing with the table: terminal statuses
+    /// are not counted at all, and open ones stop at the cap (an index range of at most
+    /// cap + 1 entries).
+    pub async fn open_request_counts(&self) -> Result<Vec<(RequestStatus, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for s in [RequestStatus::Pending, RequestStatus::Approved] {
+            let row = self
+                .reader()
+                .query_one_raw(self.stmt(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM release_requests WHERE status = $1 LIMIT $2) AS capped",
+                    [s.as_str().into(), ((OPEN_COUNT_CAP + 1) as i64).into()],
+                ))
+                .await?;
+            let n: i64 = match row {
+                Some(row) => row.try_get_by_index(0)?,
+                None => 0,
+            };
+            out.push((s, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
+    /// A request by id, whatever its environment (staff see every environment).
+    pub async fn find_request(&self, id: RequestId) -> Result<ReleaseRequest, StoreError> {
+        release_request::Entity::find_by_id(id.as_uuid())
+            .one(self.reader())
             .await?
             .ok_or(StoreError::RequestNotFound)?
-            .try_into()?;
-        let next = current
-            .status
-            .cancel()
-            .map_err(|e| StoreError::NotPending(e.from))?;
-        let res = release_request::Entity::update_many()
-            .col_expr(release_request::Column::Status, next.as_str().into())
-            .col_expr(release_request::Column::ResolvedAt, Some(at).into())
-            .filter(release_request::Column::Id.eq(id.as_uuid()))
-            .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
-            .exec(&tx)
+            .try_into()
+    }
+
+    pub async fn request_detail(&self, id: RequestId) -> Result<RequestDetail, StoreError> {
+        let request = self.find_request(id).await?;
+        let environment = self.get_environment(request.environment_id).await?;
+        let number = self
+            .get_phone_number(request.environment_id, request.phone_number_id)
             .await?;
-        if res.rows_affected != 1 {
-            // Someone decided it between our read and our update: report what they decided.
-            let status = current_status(&tx, id).await?;
-            return Err(StoreError::NotPending(status));
-        }
-        let actor = auth.actor();
-        Event {
-            actor: &actor,
-            action: AuditAction::RequestCancelled,
-            environment_id: Some(auth.environment_id),
-            request_id: Some(id),
-            phone_number_id: Some(current.phone_number_id),
-            detail: None,
-        }
-        .record(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(ReleaseRequest {
-            status: next,
-            resolved_at: Some(at),
-            ..current
+        let blocking_agents = active_agents_holding(self.reader(), request.phone_number_id).await?;
+        let timeline = self.request_timeline(id).await?;
+        let notifications = self.outbox_for_request(id).await?;
+        Ok(RequestDetail {
+            request,
+            environment,
+            number,
+            blocking_agents,
+            timeline,
+            notifications,
         })
-    }
-}
-
-pub(crate) fn already_open(status: RequestStatus) -> StoreError {
-    match status {
-        RequestStatus::Approved => StoreError::ReleaseAlreadyApproved,
-        _ => StoreError::ReleaseAlreadyPending,
-    }
-}
-
-/// The status of the number's open request, if it has one.
-pub(crate) async fn open_request_status(
-    db: &impl ConnectionTrait,
-    phone_number_id: PhoneNumberId,
-) -> Result<Option<RequestStatus>, StoreError> {
-    let open = release_request::Entity::find()
-        .select_only()
-        .column(release_request::Column::Status)
-        .filter(release_request::Column::PhoneNumberId.eq(phone_number_id.as_uuid()))
-        .filter(release_request::Column::Status.is_in([
-            RequestStatus::Pending.as_str(),
-            RequestStatus::Approved.as_str(),
-        ]))
-        .into_tuple::<String>()
-        .one(db)
-        .await?;
-    open.map(|s| parse_column("release_requests.status", &s))
-        .transpose()
-}
-
-pub(crate) async fn current_status(
-    db: &impl ConnectionTrait,
-    id: RequestId,
-) -> Result<RequestStatus, StoreError> {
-    let s = release_request::Entity::find_by_id(id.as_uuid())
-        .select_only()
-        .column(release_request::Column::Status)
-        .into_tuple::<String>()
-        .one(db)
-        .await?
-        .ok_or(StoreError::RequestNotFound)?;
-    parse_column("release_requests.status", &s)
-}
-
-/// Active agents that hold the number: what makes it "in use".
-pub(crate) async fn active_agents_holding(
-    db: &impl ConnectionTrait,
-    phone_number_id: PhoneNumberId,
-) -> Result<Vec<AgentRef>, StoreError> {
-    let rows = agent::Entity::find()
-        .select_only()
-        .column(agent::Column::Id)
-        .column(agent::Column::Name)
-        .filter(agent::Column::CurrentStatus.eq(AgentStatus::Active.as_str()))
-        .filter(
-            agent::Column::Id.in_subquery(
-                Query::select()
-                    .column(agent_phone_number::Column::AgentId)
-                    .from(agent_phone_number::Entity)
-                    .and_where(
-                        agent_phone_number::Column::PhoneNumberId.eq(phone_number_id.as_uuid()),
-                    )
-                    .to_owned(),
-            ),
-        )
-        .order_by_asc(agent::Column::Name)
-        .into_tuple::<(uuid::Uuid, String)>()
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, name)| AgentRef {
-            id: id.into(),
-            name,
-        })
-        .collect())
-}
-
-impl AuthContext {
-    pub fn actor(&self) -> Actor {
-        Actor::Customer {
-            token_prefix: self.token_prefix.clone(),
-        }
     }
 }

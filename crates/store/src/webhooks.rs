@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::audit::Event;
 use crate::entities::{outbox, webhook_endpoint};
 use crate::outbox::{mark_failed_in, mark_sent_in, pending_row};
-use crate::requests::{Cursor, Page};
+use crate::paging::{Cursor, Page};
 use crate::views::parse_column;
 use crate::{
     Actor, AuditAction, AuthContext, Backend, OutboxKind, OutboxState, ReleaseRequest, Store,
@@ -632,10 +632,6 @@ impl Store {
 /// for `release_request.*` events the release request as the API shows it after the change
 /// (see [`release_request_webhook_data`]); its `id` links each delivery to the request, so the
 /// console lists it among the request's notifications. Returns the number of deliveries.
-#[allow(
-    dead_code,
-    reason = "called by the transition engine, which lands separately"
-)]
 pub(crate) async fn enqueue_webhooks(
     tx: &impl ConnectionTrait,
     environment_id: EnvironmentId,

@@ -118,12 +118,11 @@ pub(crate) async fn show(
     let first_href = before.map(|_| format!("/console/audit{}", params("", "")));
     let page = AuditPage {
         layout: Layout::signed_in("Audit log", &staff, flash_of(&headers), "audit"),
-        actions: AuditAction::ALL
-            .iter()
+        actions: AuditAction::all()
             .map(|a| Choice {
-                value: a.as_str().into(),
-                label: a.as_str().into(),
-                selected: Some(*a) == action,
+                value: a.name().into_owned(),
+                label: a.name().into_owned(),
+                selected: Some(a) == action,
             })
             .collect(),
         environments: envs

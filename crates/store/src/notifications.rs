@@ -1,0 +1,128 @@
+//! What a change to a release request causes besides itself: the outbox rows, written in the
+//! change's own transaction and carried out afterwards by the worker. The rules, in one place:
+//!
+//! | event     | email                                   | job                 |
+//! |-----------|-----------------------------------------|---------------------|
+//! | created   | the support inbox, when one is set      |                     |
+//! | cancelled | none (the customer did it)              |                     |
+//! | approved  | the environment's notification address  | release the number  |
+//! | rejected  | the environment's notification address  |                     |
+//! | released  | the environment's notification address  |                     |
+//!
+//! Every event also goes, as `release_request.<event>`, to each enabled webhook endpoint of the
+//! environment subscribed to it, with the request as the API shows it after the change.
+//!
+//! The environment's emails are enqueued even when its address no longer parses: the row then
+//! goes `dead` ("no recipient") where staff see it, instead of the customer silently hearing
+//! nothing.
+
+use releasedesk_domain::{RequestEvent, WebhookEvent};
+
+use crate::environments::notify_email;
+use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
+use crate::webhooks::{enqueue_webhooks, release_request_webhook_data};
+use crate::{Actor, ReleaseRequest, Store, StoreError};
+
+/// Who an event's email is for.
+enum Recipient {
+    /// The support inbox (`StoreOptions::support_email`); no email when it is not set.
+    Support,
+    /// The environment's notification address.
+    Environment,
+}
+
+/// The email an event sends, and to whom.
+const fn email_for(event: RequestEvent) -> Option<(EmailKind, Recipient)> {
+    match event {
+        RequestEvent::Created => Some((EmailKind::RequestCreated, Recipient::Support)),
+        RequestEvent::Cancelled => None,
+        RequestEvent::Approved => Some((EmailKind::RequestApproved, Recipient::Environment)),
+        RequestEvent::Rejected => Some((EmailKind::RequestRejected, Recipient::Environment)),
+        RequestEvent::Released => Some((EmailKind::RequestReleased, Recipient::Environment)),
+    }
+}
+
+/// Whether an event starts the release job.
+const fn starts_release(event: RequestEvent) -> bool {
+    match event {
+        RequestEvent::Approved => true,
+        RequestEvent::Created
+        | RequestEvent::Cancelled
+        | RequestEvent::Rejected
+        | RequestEvent::Released => false,
+    }
+}
+
+impl Store {
+    /// Writes the outbox rows `event` causes for `request` (as it is after the change), inside
+    /// the change's transaction.
+    pub(crate) async fn enqueue_notifications(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        event: RequestEvent,
+        request: &ReleaseRequest,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        let payload = OutboxPayload {
+            decided_by: match actor {
+                Actor::Staff { email, .. } => Some(email.clone()),
+                Actor::Customer { .. } | Actor::System | Actor::Cli => None,
+            },
+        };
+        let (env, id) = (request.environment_id, request.id);
+        if let Some((kind, to)) = email_for(event) {
+            let recipient = match to {
+                Recipient::Support => self.options().support_email.clone().map(Some),
+                Recipient::Environment => Some(notify_email(db, env).await?),
+            };
+            if let Some(recipient) = recipient {
+                enqueue(
+                    db,
+                    OutboxKind::Email(kind),
+                    env,
+                    id,
+                    recipient.as_ref(),
+                    &payload,
+                )
+                .await?;
+            }
+        }
+        if starts_release(event) {
+            enqueue(db, OutboxKind::ReleaseNumber, env, id, None, &payload).await?;
+        }
+        enqueue_webhooks(
+            db,
+            env,
+            WebhookEvent::for_request(event),
+            &release_request_webhook_data(request),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_decision_the_customer_did_not_make_is_emailed_to_them() {
+        for &event in RequestEvent::ALL {
+            let to_customer = matches!(email_for(event), Some((_, Recipient::Environment)));
+            let decided_by_others = matches!(
+                event,
+                RequestEvent::Approved | RequestEvent::Rejected | RequestEvent::Released
+            );
+            assert_eq!(to_customer, decided_by_others, "{event}");
+        }
+    }
+
+    #[test]
+    fn only_an_approval_starts_the_release() {
+        let starting: Vec<_> = RequestEvent::ALL
+            .iter()
+            .filter(|e| starts_release(**e))
+            .collect();
+        assert_eq!(starting, [&RequestEvent::Approved]);
+    }
+}

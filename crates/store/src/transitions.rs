@@ -1,0 +1,496 @@
+//! The transition engine: the one place where a release request is created or changes status.
+//!
+//! Every change — a customer's new request or cancellation, a reviewer's approval or rejection,
+//! the release job's completion — is a [`Command`] carried out by [`Store::transition`] inside
+//! the caller's transaction, in the same steps:
+//!
+//! 1. **load and lock**: the request (scoped to the caller's environment) and its number's row
+//!    ([`Store::lock_number`], the lock every writer touching a number takes);
+//! 2. **the domain decides** whether the action is allowed from the request's status
+//!    ([`RequestStatus::apply`]);
+//! 3. **the action's own rules** ([`guards`]): released number, open request, active agents,
+//!    the typed confirmation;
+//! 4. **the write**: an `INSERT`, or an `UPDATE` guarded by the status the domain requires for
+//!    the action ([`RequestStatus::required_for`]) — zero rows means someone else decided first,
+//!    and the loser is told what they decided;
+//! 5. **the audit event**, named after the [`RequestEvent`];
+//! 6. **the outbox rows** the event causes ([`notifications`](crate::notifications)).
+//!
+//! A new status or a new kind of notification is a change here (and in the domain's table),
+//! not one more copy per use case.
+
+use chrono::{DateTime, Utc};
+use releasedesk_domain::{
+    ApprovalNote, OutboxId, PhoneNumberId, PhoneNumberStatus, Reason, RejectionNote, RequestAction,
+    RequestEvent, RequestId, RequestStatus,
+};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::audit::Event;
+use crate::entities::{agent_phone_number, carrier_release, phone_number, release_request};
+use crate::guards;
+use crate::numbers::LockedNumber;
+use crate::outbox::mark_sent_in;
+use crate::{Actor, AuditAction, AuthContext, ReleaseRequest, Store, StoreError, now};
+
+/// What the carrier said when it released the number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierReceipt {
+    /// The carrier's name ("recorded" for the default carrier).
+    pub carrier: String,
+    /// The carrier's reference for the release, if it gives one.
+    pub reference: Option<String>,
+}
+
+/// How a release job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// This call released the number.
+    Released(ReleaseRequest),
+    /// The request was already released (a retry after a lost lease): nothing more to do.
+    AlreadyReleased,
+    /// The worker's lease on the job was lost; another worker owns it now.
+    LeaseLost,
+}
+
+/// Something someone asks to happen to a release request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Command<'a> {
+    /// A customer asks for the number's release: a new `pending` request.
+    Create {
+        phone_number_id: PhoneNumberId,
+        reason: &'a Reason,
+    },
+    /// An action on an existing request.
+    Act {
+        request_id: RequestId,
+        action: Action<'a>,
+    },
+}
+
+/// An action on an existing request, with what it carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Action<'a> {
+    Cancel,
+    Approve {
+        /// The number as the reviewer typed it.
+        confirm_number: &'a str,
+        note: Option<&'a ApprovalNote>,
+    },
+    Reject {
+        note: &'a RejectionNote,
+    },
+    /// The carrier has let the number go.
+    Release {
+        receipt: &'a CarrierReceipt,
+    },
+}
+
+impl Action<'_> {
+    const fn domain(self) -> RequestAction {
+        match self {
+            Action::Cancel => RequestAction::Cancel,
+            Action::Approve { .. } => RequestAction::Approve,
+            Action::Reject { .. } => RequestAction::Reject,
+            Action::Release { .. } => RequestAction::Release,
+        }
+    }
+}
+
+/// What a command works on, once loaded and decided.
+enum Subject<'a> {
+    /// A request to be created.
+    New { reason: &'a Reason },
+    /// An existing request, the action on it, and the status the domain allows it to enter.
+    Existing {
+        current: Box<ReleaseRequest>,
+        action: Action<'a>,
+        next: RequestStatus,
+    },
+}
+
+/// Which requests a command may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// A customer's token: its environment only; any other id is "not found".
+    Environment(releasedesk_domain::EnvironmentId),
+    /// Staff and the service itself see every environment.
+    Any,
+}
+
+impl Scope {
+    fn environment(self) -> Option<releasedesk_domain::EnvironmentId> {
+        match self {
+            Scope::Environment(env) => Some(env),
+            Scope::Any => None,
+        }
+    }
+}
+
+impl Store {
+    /// Carries out `command` inside the caller's transaction `db` and returns the request as it
+    /// is after the change. See the module documentation for the steps.
+    pub(crate) async fn transition(
+        &self,
+        db: &impl ConnectionTrait,
+        actor: &Actor,
+        scope: Scope,
+        command: Command<'_>,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let at = now();
+        // 1. Load and lock; 2. the domain decides.
+        let (subject, number) = match command {
+            Command::Create {
+                phone_number_id,
+                reason,
+            } => {
+                let number = self
+                    .lock_number(db, phone_number_id, scope.environment())
+                    .await?;
+                (Subject::New { reason }, number)
+            }
+            Command::Act { request_id, action } => {
+                let current = load_request(db, request_id, scope).await?;
+                let number = self.lock_number(db, current.phone_number_id, None).await?;
+                let next = current
+                    .status
+                    .apply(action.domain())
+                    .map_err(|e| StoreError::NotPending(e.from))?;
+                let subject = Subject::Existing {
+                    current: Box::new(current),
+                    action,
+                    next,
+                };
+                (subject, number)
+            }
+        };
+        // 3. The action's own rules.
+        match &subject {
+            Subject::New { .. } => {
+                guards::not_released(&number)?;
+                guards::no_open_request(db, &number).await?;
+                guards::not_in_use(db, &number).await?;
+            }
+            Subject::Existing { action, .. } => match action {
+                Action::Approve { confirm_number, .. } => {
+                    guards::confirmation_matches(confirm_number, &number)?;
+                    guards::not_in_use(db, &number).await?;
+                }
+                Action::Cancel | Action::Reject { .. } | Action::Release { .. } => {}
+            },
+        }
+        // 4. The write.
+        let (after, detail) = match subject {
+            Subject::New { reason } => (insert_request(db, &number, reason, at).await?, None),
+            Subject::Existing {
+                current,
+                action,
+                next,
+            } => {
+                let after = update_request(db, actor, *current, action, next, at).await?;
+                let detail = match action {
+                    Action::Release { receipt } => {
+                        Some(release_number(db, &number, receipt, at).await?)
+                    }
+                    Action::Approve { note, .. } => {
+                        note.map(|n| serde_json::json!({ "note": n.as_str() }))
+                    }
+                    Action::Reject { note } => Some(serde_json::json!({ "note": note.as_str() })),
+                    Action::Cancel => None,
+                };
+                (after, detail)
+            }
+        };
+        // 5. The audit event.
+        let event = RequestEvent::entering(after.status);
+        Event {
+            actor,
+            action: AuditAction::Request(event),
+            environment_id: Some(after.environment_id),
+            request_id: Some(after.id),
+            phone_number_id: Some(after.phone_number_id),
+            detail,
+        }
+        .record(db)
+        .await?;
+        // 6. The outbox rows the change causes.
+        self.enqueue_notifications(db, event, &after, actor).await?;
+        Ok(after)
+    }
+
+    /// Runs one command in its own transaction.
+    async fn run(
+        &self,
+        actor: &Actor,
+        scope: Scope,
+        command: Command<'_>,
+    ) -> Result<ReleaseRequest, StoreError> {
+        self.transact(|tx| async move { self.transition(&tx, actor, scope, command).await })
+            .await
+    }
+
+    /// `POST /phone-numbers/{id}/request-release`: a new `pending` request.
+    pub async fn request_release(
+        &self,
+        auth: &AuthContext,
+        phone_number_id: PhoneNumberId,
+        reason: Reason,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let command = Command::Create {
+            phone_number_id,
+            reason: &reason,
+        };
+        self.run(
+            &auth.actor(),
+            Scope::Environment(auth.environment_id),
+            command,
+        )
+        .await
+    }
+
+    /// `POST /phone-numbers/release-requests/{id}/cancel`: pending → cancelled.
+    pub async fn cancel_request(
+        &self,
+        auth: &AuthContext,
+        request_id: RequestId,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let command = Command::Act {
+            request_id,
+            action: Action::Cancel,
+        };
+        self.run(
+            &auth.actor(),
+            Scope::Environment(auth.environment_id),
+            command,
+        )
+        .await
+    }
+
+    /// Approves a pending request: irreversible. `confirm_number` must equal the request's
+    /// E.164 number exactly ("type the number to confirm"); an active agent holding the number
+    /// refuses approval. Of several concurrent decisions exactly one wins; the others get
+    /// `NotPending` with the status the winner set. The "approved" email and the release job
+    /// are written in the same transaction.
+    pub async fn approve(
+        &self,
+        staff: &Actor,
+        request_id: RequestId,
+        confirm_number: &str,
+        note: Option<ApprovalNote>,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let command = Command::Act {
+            request_id,
+            action: Action::Approve {
+                confirm_number,
+                note: note.as_ref(),
+            },
+        };
+        self.run(staff, Scope::Any, command).await
+    }
+
+    /// Rejects a pending request with a note meant for the customer; `rejected` is terminal.
+    pub async fn reject(
+        &self,
+        staff: &Actor,
+        request_id: RequestId,
+        note: RejectionNote,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let command = Command::Act {
+            request_id,
+            action: Action::Reject { note: &note },
+        };
+        self.run(staff, Scope::Any, command).await
+    }
+
+    /// The release job's transaction, once the carrier has let the number go: the job's outbox
+    /// row is marked done (guarded by the worker's lease) and the request becomes `released`
+    /// through the engine — the number released, its remaining assignments removed, the
+    /// carrier's receipt kept, the "released" email enqueued.
+    pub async fn complete_release(
+        &self,
+        job: OutboxId,
+        lease_owner: &str,
+        request_id: RequestId,
+        receipt: &CarrierReceipt,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let command = Command::Act {
+            request_id,
+            action: Action::Release { receipt },
+        };
+        self.transact(|tx| async move {
+            if !mark_sent_in(&tx, job, lease_owner).await? {
+                return Ok(ReleaseOutcome::LeaseLost);
+            }
+            match self
+                .transition(&tx, &Actor::System, Scope::Any, command)
+                .await
+            {
+                Ok(released) => Ok(ReleaseOutcome::Released(released)),
+                // An earlier attempt released it and lost its lease before closing the job.
+                Err(StoreError::NotPending(RequestStatus::Released)) => {
+                    Ok(ReleaseOutcome::AlreadyReleased)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+}
+
+async fn load_request(
+    db: &impl ConnectionTrait,
+    id: RequestId,
+    scope: Scope,
+) -> Result<ReleaseRequest, StoreError> {
+    let mut q = release_request::Entity::find_by_id(id.as_uuid());
+    if let Some(env) = scope.environment() {
+        q = q.filter(release_request::Column::EnvironmentId.eq(env.as_uuid()));
+    }
+    q.one(db)
+        .await?
+        .ok_or(StoreError::RequestNotFound)?
+        .try_into()
+}
+
+async fn insert_request(
+    db: &impl ConnectionTrait,
+    number: &LockedNumber,
+    reason: &Reason,
+    at: DateTime<Utc>,
+) -> Result<ReleaseRequest, StoreError> {
+    let model = release_request::Model {
+        id: RequestId::new().as_uuid(),
+        environment_id: number.environment_id.as_uuid(),
+        phone_number_id: number.id.as_uuid(),
+        phone_number: number.e164.clone(),
+        reason: reason.as_str().to_owned(),
+        status: RequestStatus::INITIAL.as_str().into(),
+        requested_at: at,
+        resolved_at: None,
+        released_at: None,
+        review_note: None,
+        reviewed_by: None,
+    };
+    release_request::Entity::insert(release_request::ActiveModel::from(model.clone()))
+        .exec_without_returning(db)
+        .await
+        .map_err(|e| {
+            // Two creates for one number raced past the check: the partial unique index on
+            // open requests decides.
+            if StoreError::is_unique_violation(&e) {
+                StoreError::ReleaseAlreadyPending
+            } else {
+                e.into()
+            }
+        })?;
+    ReleaseRequest::try_from(model)
+}
+
+/// The guarded UPDATE: it only applies while the request is still in the status the domain
+/// requires for `action`.
+async fn update_request(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    current: ReleaseRequest,
+    action: Action<'_>,
+    next: RequestStatus,
+    at: DateTime<Utc>,
+) -> Result<ReleaseRequest, StoreError> {
+    use release_request::Column as C;
+    let guard = RequestStatus::required_for(action.domain());
+    let mut update =
+        release_request::Entity::update_many().col_expr(C::Status, next.as_str().into());
+    let mut after = ReleaseRequest {
+        status: next,
+        ..current.clone()
+    };
+    // What each action records besides the status.
+    let reviewer = match actor {
+        Actor::Staff { id, .. } => Some(*id),
+        Actor::Customer { .. } | Actor::System | Actor::Cli => None,
+    };
+    match action {
+        Action::Cancel => {
+            after.resolved_at = Some(at);
+        }
+        Action::Approve { note, .. } => {
+            after.resolved_at = Some(at);
+            after.review_note = note.map(|n| n.as_str().to_owned());
+            after.reviewed_by = reviewer;
+        }
+        Action::Reject { note } => {
+            after.resolved_at = Some(at);
+            after.review_note = Some(note.as_str().to_owned());
+            after.reviewed_by = reviewer;
+        }
+        Action::Release { .. } => {
+            after.released_at = Some(at);
+        }
+    }
+    if after.resolved_at != current.resolved_at {
+        update = update.col_expr(C::ResolvedAt, after.resolved_at.into());
+    }
+    if after.released_at != current.released_at {
+        update = update.col_expr(C::ReleasedAt, after.released_at.into());
+    }
+    if after.review_note != current.review_note {
+        update = update.col_expr(C::ReviewNote, after.review_note.clone().into());
+    }
+    if after.reviewed_by != current.reviewed_by {
+        update = update.col_expr(C::ReviewedBy, after.reviewed_by.map(|s| s.as_uuid()).into());
+    }
+    let res = update
+        .filter(C::Id.eq(current.id.as_uuid()))
+        .filter(C::Status.eq(guard.as_str()))
+        .exec(db)
+        .await?;
+    if res.rows_affected != 1 {
+        // Someone decided it between our read and our update: say what they decided.
+        return Err(StoreError::NotPending(
+            guards::current_status(db, current.id).await?,
+        ));
+    }
+    Ok(after)
+}
+
+/// What releasing a number changes besides the request: the number is `released`, its
+/// remaining agent assignments go, and the carrier's receipt is kept. Returns the audit
+/// event's detail.
+async fn release_number(
+    db: &impl ConnectionTrait,
+    number: &LockedNumber,
+    receipt: &CarrierReceipt,
+    at: DateTime<Utc>,
+) -> Result<serde_json::Value, StoreError> {
+    phone_number::Entity::update_many()
+        .col_expr(
+            phone_number::Column::Status,
+            PhoneNumberStatus::Released.as_str().into(),
+        )
+        .col_expr(phone_number::Column::ReleasedAt, Some(at).into())
+        .col_expr(phone_number::Column::UpdatedAt, at.into())
+        .filter(phone_number::Column::Id.eq(number.id.as_uuid()))
+        .exec(db)
+        .await?;
+    let removed = agent_phone_number::Entity::delete_many()
+        .filter(agent_phone_number::Column::PhoneNumberId.eq(number.id.as_uuid()))
+        .exec(db)
+        .await?
+        .rows_affected;
+    carrier_release::Entity::insert(carrier_release::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        phone_number_id: Set(number.id.as_uuid()),
+        phone_number: Set(number.e164.clone()),
+        carrier: Set(receipt.carrier.clone()),
+        reference: Set(receipt.reference.clone()),
+        released_at: Set(at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(serde_json::json!({
+        "carrier": receipt.carrier,
+        "reference": receipt.reference,
+        "assignments_removed": removed,
+    }))
+}
