@@ -23,11 +23,13 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use common::{Backend, TestApp, send};
 use hmac::{Hmac, KeyInit, Mac};
-use releasedesk_domain::{OutboxId, WebhookPolicy};
+use releasedesk_domain::{
+    ApprovalNote, OutboxId, RejectionNote, RequestId, StaffId, WebhookPolicy,
+};
 use releasedesk_notify::Worker;
 use releasedesk_server::ServeConfig;
 use releasedesk_store::entities::{outbox, webhook_endpoint};
-use releasedesk_store::{Actor, OutboxState, release_request_webhook_data};
+use releasedesk_store::{Actor, OutboxKind, OutboxState, release_request_webhook_data};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -57,6 +59,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    every_request_event_reaches_each_subscribed_endpoint_once,
     a_test_event_is_signed_and_verifies_with_the_reference_library,
     a_test_event_goes_to_its_endpoint_only,
     a_receiver_answering_500_then_200_gets_the_same_webhook_id_twice,
@@ -410,6 +413,187 @@ fn independent_verifier_matches_the_specification_test_vector() {
 }
 
 // ---- the rules -----------------------------------------------------------------------------
+
+/// Runs the worker until nothing is due (the release job enqueues the `released` event).
+async fn drain(worker: &Worker) {
+    for _ in 0..20 {
+        if worker.run_once().await.unwrap() == 0 {
+            return;
+        }
+    }
+    panic!("the outbox did not drain");
+}
+
+async fn every_request_event_reaches_each_subscribed_endpoint_once(backend: Backend) {
+    let Some(app) = spawn(backend, LAX).await else {
+        return;
+    };
+    let receiver = Receiver::start([]).await;
+    let (_, secret_all) = endpoint_at(&app, &receiver.url("/all")).await;
+    let approvals = create_endpoint(
+        &app,
+        json!({ "url": receiver.url("/approvals"), "events": ["release_request.approved"] }),
+    )
+    .await;
+    let cancellations = create_endpoint(
+        &app,
+        json!({ "url": receiver.url("/cancellations"), "events": ["release_request.cancelled"] }),
+    )
+    .await;
+    let (status, _) = send(
+        app.client
+            .post(app.url("/webhook-endpoints"))
+            .bearer_auth(&app.other_token)
+            .json(&json!({ "url": receiver.url("/other-environment") })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let staff = Actor::Staff {
+        id: StaffId::new(),
+        email: "reviewer@example.com".into(),
+    };
+
+    // created → cancelled
+    let cancelled = app.request_release(app.numbers.free).await;
+    let (status, _) = send(
+        app.client
+            .post(app.url(&format!(
+                "/phone-numbers/release-requests/{cancelled}/cancel"
+            )))
+            .bearer_auth(&app.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // created → rejected
+    let rejected = app.request_release(app.numbers.free2).await;
+    app.store
+        .reject(
+            &staff,
+            RequestId::parse(&rejected).unwrap(),
+            RejectionNote::parse("This number still routes your main IVR.").unwrap(),
+        )
+        .await
+        .unwrap();
+    // created → approved → released (by the worker's release job)
+    let number = app.add_number("+15550000005").await;
+    let released = app.request_release(number).await;
+    app.store
+        .approve(
+            &staff,
+            RequestId::parse(&released).unwrap(),
+            "+15550000005",
+            Some(ApprovalNote::parse("Released at the end of the month.").unwrap()),
+        )
+        .await
+        .unwrap();
+    drain(&worker(&app, LAX, TIMEOUT)).await;
+
+    let got = receiver.received();
+    let at =
+        |path: &str| -> Vec<Received> { got.iter().filter(|r| r.path == path).cloned().collect() };
+    assert!(at("/other-environment").is_empty(), "{got:?}");
+    // The endpoint subscribed to everything got every event of its environment, verified.
+    let all: Vec<(String, String, Value)> = verified(&secret_all, &at("/all"))
+        .into_iter()
+        .map(|p| {
+            (
+                p["type"].as_str().unwrap().to_owned(),
+                p["data"]["id"].as_str().unwrap().to_owned(),
+                p["data"].clone(),
+            )
+        })
+        .collect();
+    let mut seen: Vec<(&str, &str)> = all
+        .iter()
+        .map(|(t, id, _)| (t.as_str(), id.as_str()))
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        ("release_request.created", cancelled.as_str()),
+        ("release_request.cancelled", cancelled.as_str()),
+        ("release_request.created", rejected.as_str()),
+        ("release_request.rejected", rejected.as_str()),
+        ("release_request.created", released.as_str()),
+        ("release_request.approved", released.as_str()),
+        ("release_request.released", released.as_str()),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "each event exactly once");
+    let ids: std::collections::BTreeSet<String> = at("/all")
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 7, "one delivery (one webhook-id) per event");
+
+    // Each payload is the request as it was right after its change.
+    for (event, id, data) in &all {
+        let status = event.strip_prefix("release_request.").unwrap();
+        let status = if status == "created" {
+            "pending"
+        } else {
+            status
+        };
+        assert_eq!(data["status"], status, "{event}: {data}");
+        assert_eq!(
+            data.get("resolved_at").is_some(),
+            status != "pending",
+            "{data}"
+        );
+        assert_eq!(
+            data.get("released_at").is_some(),
+            status == "released",
+            "{data}"
+        );
+        let (_, now) = app
+            .get(&format!("/phone-numbers/release-requests/{id}"))
+            .await;
+        if now["data"]["status"] == status {
+            assert_eq!(data, &now["data"], "the API's object after the change");
+        }
+    }
+    assert_eq!(
+        all.iter()
+            .find(|(t, ..)| t == "release_request.rejected")
+            .unwrap()
+            .2["review_note"],
+        "This number still routes your main IVR."
+    );
+
+    // The endpoints subscribed to one event type got exactly that, once.
+    let only = |path: &str, secret: &Value| -> Vec<(String, String)> {
+        verified(secret.as_str().unwrap(), &at(path))
+            .into_iter()
+            .map(|p| {
+                (
+                    p["type"].as_str().unwrap().to_owned(),
+                    p["data"]["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        only("/approvals", &approvals["secret"]),
+        [("release_request.approved".to_owned(), released.clone())]
+    );
+    assert_eq!(
+        only("/cancellations", &cancellations["secret"]),
+        [("release_request.cancelled".to_owned(), cancelled.clone())]
+    );
+    // A request's deliveries are among its notifications (the console's request page).
+    let hooks = app
+        .store
+        .outbox_for_request(RequestId::parse(&released).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.kind == OutboxKind::Webhook)
+        .count();
+    assert_eq!(
+        hooks, 4,
+        "created, approved (twice: two endpoints) and released"
+    );
+    app.shutdown().await;
+}
 
 async fn a_test_event_is_signed_and_verifies_with_the_reference_library(backend: Backend) {
     let Some(app) = spawn(backend, LAX).await else {
