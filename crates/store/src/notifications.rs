@@ -20,7 +20,7 @@ use releasedesk_domain::{RequestEvent, WebhookEvent};
 
 use crate::environments::notify_email;
 use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
-use crate::webhooks::{enqueue_webhooks, release_request_webhook_data};
+use crate::webhooks::{ReleaseRequestData, enqueue_webhooks};
 use crate::{Actor, ReleaseRequest, Store, StoreError};
 
 /// Who an event's email is for.
@@ -94,7 +94,8 @@ impl Store {
             db,
             env,
             WebhookEvent::for_request(event),
-            &release_request_webhook_data(request),
+            Some(id),
+            &ReleaseRequestData::new(request),
         )
         .await?;
         Ok(())

@@ -628,26 +628,23 @@ impl Store {
 }
 
 /// Writes one delivery of `event` per enabled endpoint of `environment_id` subscribed to it,
-/// inside the caller's transaction (the transition's own). `payload` is the event's `data`:
-/// for `release_request.*` events the release request as the API shows it after the change
-/// (see [`release_request_webhook_data`]); its `id` links each delivery to the request, so the
-/// console lists it among the request's notifications. Returns the number of deliveries.
+/// inside the caller's transaction (the transition's own). `data` is the event's `data`: for
+/// `release_request.*` events the release request as the API shows it after the change
+/// ([`ReleaseRequestData`]); `request_id` links each delivery to its request, so the console
+/// lists it among the request's notifications. Returns the number of deliveries.
 pub(crate) async fn enqueue_webhooks(
     tx: &impl ConnectionTrait,
     environment_id: EnvironmentId,
     event: WebhookEvent,
-    payload: &serde_json::Value,
+    request_id: Option<RequestId>,
+    data: &(impl Serialize + ?Sized),
 ) -> Result<usize, StoreError> {
     let endpoints = live_endpoints(environment_id.as_uuid())
         .filter(webhook_endpoint::Column::Enabled.eq(true))
         .order_by_asc(webhook_endpoint::Column::Id)
         .all(tx)
         .await?;
-    let request_id = payload
-        .get("id")
-        .and_then(serde_json::Value::as_str)
-        .and_then(|id| RequestId::parse(id).ok());
-    let body = event_body(event, payload);
+    let body = event_body(event, data);
     let mut written = 0;
     for endpoint in endpoints {
         if !parse_events(&endpoint.events)?.contains(&event) {
@@ -660,39 +657,45 @@ pub(crate) async fn enqueue_webhooks(
 }
 
 /// The `data` of a `release_request.*` event: the release request exactly as the API's JSON
-/// shows it (same fields, same order, same formats, unset fields omitted).
+/// shows it (same fields in the same order, same formats, unset fields omitted).
 ///
-/// Stand-in: the API's definition of that JSON is moving into this crate; once it is here this
-/// function must return *that* definition's JSON, so the two can never drift apart.
-pub fn release_request_webhook_data(request: &ReleaseRequest) -> serde_json::Value {
-    #[derive(Serialize)]
-    struct ApiReleaseRequest<'a> {
-        id: String,
-        phone_number_id: String,
-        phone_number: &'a str,
-        reason: &'a str,
-        status: &'static str,
-        requested_at: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        resolved_at: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        released_at: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        review_note: Option<&'a str>,
+/// Stand-in: the API's definition of that JSON is moving into this crate; once it is here,
+/// that definition replaces this one, so the two can never drift apart.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReleaseRequestData<'a> {
+    id: String,
+    phone_number_id: String,
+    phone_number: &'a str,
+    reason: &'a str,
+    status: &'static str,
+    requested_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    released_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review_note: Option<&'a str>,
+}
+
+impl<'a> ReleaseRequestData<'a> {
+    pub(crate) fn new(r: &'a ReleaseRequest) -> Self {
+        Self {
+            id: r.id.to_string(),
+            phone_number_id: r.phone_number_id.to_string(),
+            phone_number: &r.phone_number,
+            reason: &r.reason,
+            status: r.status.as_str(),
+            requested_at: rfc3339(r.requested_at),
+            resolved_at: r.resolved_at.map(rfc3339),
+            released_at: r.released_at.map(rfc3339),
+            review_note: r.review_note.as_deref(),
+        }
     }
-    let r = request;
-    serde_json::to_value(ApiReleaseRequest {
-        id: r.id.to_string(),
-        phone_number_id: r.phone_number_id.to_string(),
-        phone_number: &r.phone_number,
-        reason: &r.reason,
-        status: r.status.as_str(),
-        requested_at: rfc3339(r.requested_at),
-        resolved_at: r.resolved_at.map(rfc3339),
-        released_at: r.released_at.map(rfc3339),
-        review_note: r.review_note.as_deref(),
-    })
-    .unwrap_or_default()
+}
+
+/// [`ReleaseRequestData`] as a JSON value (to compare with what the API answers).
+pub fn release_request_webhook_data(request: &ReleaseRequest) -> serde_json::Value {
+    serde_json::to_value(ReleaseRequestData::new(request)).unwrap_or_default()
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -700,12 +703,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// The body every attempt of a delivery sends: `{"type", "timestamp", "data"}`, serialized once.
-fn event_body(event: WebhookEvent, data: &serde_json::Value) -> String {
+fn event_body(event: WebhookEvent, data: &(impl Serialize + ?Sized)) -> String {
     #[derive(Serialize)]
-    struct Body<'a> {
+    struct Body<'a, D: Serialize + ?Sized> {
         r#type: &'static str,
         timestamp: String,
-        data: &'a serde_json::Value,
+        data: &'a D,
     }
     serde_json::to_string(&Body {
         r#type: event.as_str(),
