@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestApp, redact, send};
+use common::{TestApp, redact, send, send_full};
 use releasedesk_domain::{ApprovalNote, RejectionNote, RequestId, StaffId};
 use releasedesk_store::Actor;
 use reqwest::StatusCode;
@@ -60,6 +60,17 @@ backend_tests!(
     every_response_carries_a_request_id,
     internal_errors_are_opaque_with_a_request_id,
     open_request_counts_stop_at_the_cap,
+    // The edges: each test is the attack, and what a caller then sees.
+    a_json_array_body_is_400_and_creates_nothing,
+    an_array_body_leaves_the_agents_numbers_alone,
+    an_id_that_is_not_utf8_is_the_resources_404,
+    the_api_root_is_a_404_in_the_envelope,
+    a_401_carries_a_bearer_challenge,
+    oversized_or_foreign_request_ids_are_replaced,
+    a_reason_of_ten_zero_width_spaces_is_422,
+    a_reason_with_a_right_to_left_override_is_422,
+    the_request_object_keeps_the_public_pages_shape,
+    openapi_document_passes_a_standard_validator,
 );
 
 async fn request_release_returns_201_with_the_pending_request(app: TestApp) {
@@ -1175,9 +1186,9 @@ async fn every_response_carries_a_request_id(app: TestApp) {
         app.client.get(format!("{}/livez", app.base)),
         app.client.get(format!("{}/readyz", app.base)),
     ] {
-        let res = req.send().await.unwrap();
+        let res = send_full(req).await;
         let id = res
-            .headers()
+            .headers
             .get("x-request-id")
             .expect("x-request-id")
             .to_str()
@@ -1186,15 +1197,14 @@ async fn every_response_carries_a_request_id(app: TestApp) {
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
     }
     // A caller's own id is kept.
-    let res = app
-        .client
-        .get(app.url("/phone-numbers"))
-        .bearer_auth(&app.token)
-        .header("x-request-id", "caller-chosen-id")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["x-request-id"], "caller-chosen-id");
+    let res = send_full(
+        app.client
+            .get(app.url("/phone-numbers"))
+            .bearer_auth(&app.token)
+            .header("x-request-id", "caller-chosen-id"),
+    )
+    .await;
+    assert_eq!(res.headers["x-request-id"], "caller-chosen-id");
     app.shutdown().await;
 }
 
@@ -1206,20 +1216,18 @@ async fn internal_errors_are_opaque_with_a_request_id(app: TestApp) {
     raw.execute_unprepared("ALTER TABLE audit_events RENAME TO audit_events_gone")
         .await
         .unwrap();
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/phone-numbers/{}/request-release",
-            app.numbers.free
-        )))
-        .bearer_auth(&app.token)
-        .header("x-request-id", "trace-me-123")
-        .json(&json!({ "reason": REASON }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body: Value = res.json().await.unwrap();
+    let (status, body) = send(
+        app.client
+            .post(app.url(&format!(
+                "/phone-numbers/{}/request-release",
+                app.numbers.free
+            )))
+            .bearer_auth(&app.token)
+            .header("x-request-id", "trace-me-123")
+            .json(&json!({ "reason": REASON })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         body,
         json!({ "success": false, "message": "An internal error occurred; quote request id trace-me-123 to support", "code": "INTERNAL_ERROR" })
@@ -1263,5 +1271,429 @@ async fn open_request_counts_stop_at_the_cap(app: TestApp) {
         "counted up to the cap, plus one to say 'more'"
     );
     assert_eq!(counts[1].1, 0);
+    app.shutdown().await;
+}
+
+/// `["…"]` was read as `{"reason": "…"}` (serde maps an array onto a struct's fields in order)
+/// and created a request.
+async fn a_json_array_body_is_400_and_creates_nothing(app: TestApp) {
+    let url = app.url(&format!(
+        "/phone-numbers/{}/request-release",
+        app.numbers.free
+    ));
+    for raw in [
+        json!([REASON]).to_string(),
+        format!(" \n{}", json!([REASON])),
+        json!(REASON).to_string(),
+        "null".to_owned(),
+        "42".to_owned(),
+        "true".to_owned(),
+    ] {
+        let (status, body) = send(
+            app.client
+                .post(&url)
+                .bearer_auth(&app.token)
+                .header("content-type", "application/json")
+                .body(raw.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
+        assert_eq!(body["code"], "INVALID_JSON", "{raw}");
+        assert_eq!(
+            body["message"],
+            "Request body is not valid JSON of the expected shape: the body must be a JSON object"
+        );
+    }
+    let (_, list) = app.get("/phone-numbers/release-requests").await;
+    assert_eq!(list["data"], json!([]), "nothing was created");
+    let (_, number) = app
+        .get(&format!("/phone-numbers/{}", app.numbers.free))
+        .await;
+    assert!(number["data"].get("release_request_id").is_none());
+    app.shutdown().await;
+}
+
+/// `PUT /agents/{id}/calling` with `["inbound",[]]` emptied the agent's numbers.
+async fn an_array_body_leaves_the_agents_numbers_alone(app: TestApp) {
+    let path = format!("/agents/{}/calling", app.front_desk);
+    let (status, body) = send(
+        app.client
+            .put(app.url(&path))
+            .bearer_auth(&app.token)
+            .header("content-type", "application/json")
+            .body(r#"["inbound",[]]"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_JSON"))
+    );
+    let agent = app
+        .store
+        .get_agent(app.env_id, app.front_desk)
+        .await
+        .unwrap();
+    assert_eq!(agent.phone_number_ids, vec![app.numbers.in_use]);
+    let (_, number) = app
+        .get(&format!("/phone-numbers/{}", app.numbers.in_use))
+        .await;
+    assert_eq!(number["data"]["in_use"], true, "still held by the agent");
+    app.shutdown().await;
+}
+
+/// `%ff` as an id was a `text/plain` 400 from the router instead of the resource's 404.
+async fn an_id_that_is_not_utf8_is_the_resources_404(app: TestApp) {
+    for bad in ["%ff", "%c3%28", "%00", "%2F", "%20"] {
+        let cases = [
+            (
+                send(
+                    app.client
+                        .get(app.url(&format!("/phone-numbers/{bad}")))
+                        .bearer_auth(&app.token),
+                )
+                .await,
+                "PHONE_NUMBER_NOT_FOUND",
+                "Phone number not found",
+            ),
+            (
+                app.post_json(
+                    &format!("/phone-numbers/{bad}/request-release"),
+                    json!({ "reason": REASON }),
+                )
+                .await,
+                "PHONE_NUMBER_NOT_FOUND",
+                "Phone number not found",
+            ),
+            (
+                app.get(&format!("/phone-numbers/release-requests/{bad}"))
+                    .await,
+                "RELEASE_REQUEST_NOT_FOUND",
+                "Release request not found",
+            ),
+            (
+                app.post_json(
+                    &format!("/phone-numbers/release-requests/{bad}/cancel"),
+                    json!({}),
+                )
+                .await,
+                "RELEASE_REQUEST_NOT_FOUND",
+                "Release request not found",
+            ),
+            (
+                app.put_json(
+                    &format!("/agents/{bad}/calling"),
+                    json!({ "direction": "inbound", "phone_number_ids": [] }),
+                )
+                .await,
+                "AGENT_NOT_FOUND",
+                "Agent not found",
+            ),
+        ];
+        for ((status, body), code, message) in cases {
+            assert_eq!(status, StatusCode::NOT_FOUND, "{bad} {code}");
+            assert_eq!(
+                body,
+                json!({ "success": false, "message": message, "code": code }),
+                "{bad}"
+            );
+        }
+    }
+    // Without a token the answer is still 401: an id is not looked at before the token.
+    let (status, body) = send(app.client.get(app.url("/phone-numbers/%ff"))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"))
+    );
+    // Nothing was touched: the agent keeps its number.
+    let agent = app
+        .store
+        .get_agent(app.env_id, app.front_desk)
+        .await
+        .unwrap();
+    assert_eq!(agent.phone_number_ids, vec![app.numbers.in_use]);
+    app.shutdown().await;
+}
+
+/// `GET /api/v1/` was an empty 404.
+async fn the_api_root_is_a_404_in_the_envelope(app: TestApp) {
+    let root = format!("{}/api/v1", app.base);
+    for url in [
+        root.clone(),
+        format!("{root}/"),
+        format!("{root}/phone-numbers/"),
+    ] {
+        for req in [
+            app.client.get(&url).bearer_auth(&app.token),
+            app.client.get(&url),
+            app.client.post(&url).bearer_auth(&app.token),
+        ] {
+            let reply = send_full(req).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{url}");
+            assert_eq!(
+                reply.json,
+                json!({ "success": false, "message": "No such endpoint", "code": "NOT_FOUND" }),
+                "{url}"
+            );
+            assert!(reply.headers.contains_key("x-request-id"));
+        }
+    }
+    app.shutdown().await;
+}
+
+/// A 401 had no `WWW-Authenticate`, so standard clients could not tell it asks for a token.
+async fn a_401_carries_a_bearer_challenge(app: TestApp) {
+    let url = app.url("/phone-numbers/release-requests");
+    for req in [
+        app.client.get(&url),
+        app.client
+            .get(&url)
+            .header("authorization", "Basic dXNlcjpwYXNz"),
+        app.client
+            .get(&url)
+            .bearer_auth(format!("talq_{}", "Z".repeat(40))),
+        app.client
+            .post(app.url(&format!(
+                "/phone-numbers/{}/request-release",
+                app.numbers.free
+            )))
+            .json(&json!({ "reason": REASON })),
+    ] {
+        let reply = send_full(req).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            reply.headers["www-authenticate"],
+            "Bearer realm=\"releasedesk\""
+        );
+        assert_eq!(reply.json["code"], "UNAUTHORIZED");
+    }
+    // Nothing was created by the unauthenticated POST.
+    let (_, list) = app.get("/phone-numbers/release-requests").await;
+    assert_eq!(list["data"], json!([]));
+    app.shutdown().await;
+}
+
+/// An 8,000-character `X-Request-Id` was echoed in the response and written into the logs.
+async fn oversized_or_foreign_request_ids_are_replaced(app: TestApp) {
+    use reqwest::header::HeaderValue;
+    let request_id_of = |value: HeaderValue| {
+        let req = app
+            .client
+            .get(app.url("/phone-numbers"))
+            .bearer_auth(&app.token)
+            .header("x-request-id", value);
+        async move {
+            let reply = send_full(req).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            reply.headers["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    let replaced = [
+        HeaderValue::from_str(&"a".repeat(8_000)).unwrap(),
+        HeaderValue::from_str(&"b".repeat(129)).unwrap(),
+        HeaderValue::from_static("with space"),
+        HeaderValue::from_static("id;DROP TABLE"),
+        HeaderValue::from_static("<script>alert(1)</script>"),
+        HeaderValue::from_static("line\tbreak"),
+        HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        HeaderValue::from_static(""),
+    ];
+    for value in replaced {
+        let sent = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let got = request_id_of(value).await;
+        assert_ne!(got, sent);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "{got}");
+    }
+    let longest = "A.b_C-9".repeat(18) + "xx";
+    assert_eq!(longest.len(), 128);
+    for kept in ["caller-chosen-id", longest.as_str()] {
+        assert_eq!(
+            request_id_of(HeaderValue::from_str(kept).unwrap()).await,
+            kept
+        );
+    }
+    // A replaced id is the one a 500 quotes, too: the caller's text never reaches the message.
+    let raw = app.raw_db().await;
+    use sea_orm::ConnectionTrait;
+    raw.execute_unprepared("ALTER TABLE audit_events RENAME TO audit_events_gone")
+        .await
+        .unwrap();
+    let reply = send_full(
+        app.client
+            .post(app.url(&format!(
+                "/phone-numbers/{}/request-release",
+                app.numbers.free
+            )))
+            .bearer_auth(&app.token)
+            .header("x-request-id", "<b>bold</b>")
+            .json(&json!({ "reason": REASON })),
+    )
+    .await;
+    raw.execute_unprepared("ALTER TABLE audit_events_gone RENAME TO audit_events")
+        .await
+        .unwrap();
+    let _ = raw.close().await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let id = reply.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        reply.json["message"],
+        format!("An internal error occurred; quote request id {id} to support")
+    );
+    assert!(!reply.text.contains("bold"));
+    app.shutdown().await;
+}
+
+async fn a_reason_of_ten_zero_width_spaces_is_422(app: TestApp) {
+    for invisible in [
+        "\u{200B}".repeat(10),
+        "\u{FEFF}".repeat(12),
+        format!("ok{}", "\u{200B}\u{2060}".repeat(8)),
+    ] {
+        let (status, body) = post_reason(&app, json!(invisible)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invisible:?}");
+        assert_eq!(body["code"], "VALIDATION_ERROR");
+        let message = body["errors"]["reason"][0].as_str().unwrap();
+        assert!(
+            message.starts_with("must contain at least 10 visible characters (got "),
+            "{message}"
+        );
+    }
+    let (status, body) = post_reason(&app, json!("\u{200B}".repeat(10))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    insta::allow_duplicates! { insta::assert_json_snapshot!(body, @r#"
+    {
+      "code": "VALIDATION_ERROR",
+      "errors": {
+        "reason": [
+          "must contain at least 10 visible characters (got 0): spaces and invisible formatting characters such as U+200B do not count"
+        ]
+      },
+      "message": "The request has invalid fields",
+      "success": false
+    }
+    "#); }
+    let (_, list) = app.get("/phone-numbers/release-requests").await;
+    assert_eq!(list["data"], json!([]), "nothing reached the staff's queue");
+    app.shutdown().await;
+}
+
+/// A right-to-left override makes the staff read something else than what was written.
+async fn a_reason_with_a_right_to_left_override_is_422(app: TestApp) {
+    for (reason, found) in [
+        (
+            "Cancel invoice \u{202E}fdp.exe for this number".to_owned(),
+            "U+202E",
+        ),
+        (format!("{}\u{2066}hidden\u{2069}", REASON), "U+2066"),
+        (
+            "\u{202A}We no longer need this number.".to_owned(),
+            "U+202A",
+        ),
+    ] {
+        let (status, body) = post_reason(&app, json!(reason)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reason:?}");
+        assert_eq!(
+            body["errors"]["reason"][0],
+            format!(
+                "must not contain bidirectional override or isolate characters (found {found})"
+            )
+        );
+    }
+    let (_, list) = app.get("/phone-numbers/release-requests").await;
+    assert_eq!(list["data"], json!([]));
+    // Right-to-left text itself is fine.
+    let (status, _) = post_reason(&app, json!("لم نعد بحاجة إلى هذا الرقم")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.shutdown().await;
+}
+
+/// The release request on the wire, byte for byte: the public page's field order, times to
+/// the second with `Z`, optional fields left out. (The JSON snapshots above sort keys, so they
+/// cannot show the order.)
+async fn the_request_object_keeps_the_public_pages_shape(app: TestApp) {
+    let reply = send_full(
+        app.client
+            .post(app.url(&format!(
+                "/phone-numbers/{}/request-release",
+                app.numbers.free
+            )))
+            .bearer_auth(&app.token)
+            .json(&json!({ "reason": REASON })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let data = &reply.json["data"];
+    let (id, at) = (
+        data["id"].as_str().unwrap(),
+        data["requested_at"].as_str().unwrap(),
+    );
+    assert_eq!(
+        reply.text,
+        format!(
+            r#"{{"success":true,"data":{{"id":"{id}","phone_number_id":"{}","phone_number":"+15550000001","reason":"{REASON}","status":"pending","requested_at":"{at}"}}}}"#,
+            app.numbers.free
+        )
+    );
+    // The same object in the list, and the same one the store hands to webhooks.
+    let listed = send_full(
+        app.client
+            .get(app.url("/phone-numbers/release-requests"))
+            .bearer_auth(&app.token),
+    )
+    .await;
+    let object = app.store.find_request(rid(id)).await.unwrap().to_object();
+    let one = serde_json::to_string(&object).unwrap();
+    assert!(
+        listed
+            .text
+            .starts_with(&format!(r#"{{"success":true,"data":[{one}],"pagination":"#)),
+        "{}",
+        listed.text
+    );
+    assert!(reply.text.contains(&one));
+    app.shutdown().await;
+}
+
+/// The served document, checked by a standard validator (Python's `openapi-spec-validator`,
+/// installed by `.ci/run`). In CI a missing validator fails the test; elsewhere it is skipped
+/// with a note.
+async fn openapi_document_passes_a_standard_validator(app: TestApp) {
+    let reply = send_full(app.client.get(app.url("/openapi.json"))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        &reply.json,
+        common::contract::document(),
+        "the tests check responses against the document the server serves"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &reply.text).unwrap();
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!(
+                "CI is set but python3 -m openapi_spec_validator is not installed: the OpenAPI document cannot be checked"
+            );
+        }
+        eprintln!(
+            "openapi-spec-validator is not installed (pip install openapi-spec-validator): skipping the standard validator"
+        );
+        app.shutdown().await;
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with(": OK"),
+        "the validator refused the document:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     app.shutdown().await;
 }

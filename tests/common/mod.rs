@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::path::PathBuf;
 
 use releasedesk_domain::{
@@ -263,12 +265,41 @@ impl TestApp {
     }
 }
 
+/// An answer, checked against the OpenAPI document (see [`contract`]).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON; `Value::Null` when it is not JSON.
+    pub json: Value,
+}
+
 /// Sends and returns the status and the JSON body (`Value::Null` when the body is not JSON).
+/// An API response that the OpenAPI document does not describe fails the test.
 pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let res = req.send().await.expect("request is answered");
+    let reply = send_full(req).await;
+    (reply.status, reply.json)
+}
+
+/// [`send`], keeping the headers and the raw body.
+pub async fn send_full(req: reqwest::RequestBuilder) -> Reply {
+    let (client, request) = req.build_split();
+    let request = request.expect("the request builds");
+    let method = request.method().clone();
+    let url = request.url().clone();
+    let res = client.execute(request).await.expect("request is answered");
     let status = res.status();
+    let headers = res.headers().clone();
     let text = res.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    contract::check(&method, &url, status, &headers, &text);
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
 }
 
 /// The reusable redactions of ids and times in API snapshots.

@@ -8,61 +8,28 @@
 mod dto;
 mod error;
 mod extract;
+mod openapi;
 mod routes;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use axum::{Json, Router};
 use releasedesk_store::Store;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use dto::rfc3339;
-pub use error::{ApiError, ErrorBody, MSG_ALREADY_PENDING, MSG_IN_USE, MSG_UNAUTHORIZED};
-pub use extract::MAX_BODY_BYTES;
+pub use error::{
+    ApiError, BEARER_CHALLENGE, ErrorBody, ErrorCode, MSG_ALREADY_PENDING, MSG_IN_USE,
+    MSG_UNAUTHORIZED,
+};
+pub use extract::{AgentPath, MAX_BODY_BYTES, PhoneNumberPath, RequestPath, WebhookEndpointPath};
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "releasedesk API",
-        description = "Request the release of phone numbers you no longer need; support reviews each request before the number is released.",
-        version = "1.0.0"
-    ),
-    servers((url = "/api/v1")),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "Release requests", description = "Ask for a number to be released, follow and cancel the request."),
-        (name = "Phone numbers", description = "The environment's numbers."),
-        (name = "Agents", description = "The environment's agents and the numbers they hold."),
-        (name = "Webhooks", description = "Endpoints that receive every change of the environment's release requests, signed (Standard Webhooks)."),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("talq_…")
-                    .description(Some("An environment token: `Authorization: Bearer talq_…`"))
-                    .build(),
-            ),
-        );
-    }
-}
-
-fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn operations() -> (Router<Store>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::release_requests::request_release))
         .routes(routes!(routes::release_requests::list))
         .routes(routes!(routes::release_requests::get))
@@ -84,6 +51,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
+fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = operations();
+    openapi::add_common_responses(&mut doc);
+    (router, doc)
+}
+
 /// Every `/api/v1/...` route.
 pub fn router(store: Store) -> Router {
     let (routes, doc) = api_router();
@@ -103,17 +76,21 @@ pub fn router(store: Store) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
         .layer(middleware::from_fn(reject_oversized_and_tag_errors))
         .with_state(store);
-    Router::new().nest("/api/v1", api)
+    // The nested router sees neither `/api/v1` nor `/api/v1/` (its catch-all needs a segment):
+    // both are endpoints that do not exist, in the envelope like every other.
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/api/v1", any(not_found))
+        .route("/api/v1/", any(not_found))
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such endpoint")
+    ApiError::new(ErrorCode::NotFound, "No such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode::MethodNotAllowed,
         "Method not allowed on this endpoint",
     )
 }
@@ -146,8 +123,7 @@ async fn reject_oversized_and_tag_errors(req: Request, next: Next) -> Response {
         Some(id) => format!("An internal error occurred; quote request id {id} to support"),
         None => "An internal error occurred".to_owned(),
     };
-    let mut response =
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message).into_response();
+    let mut response = ApiError::new(ErrorCode::InternalError, message).into_response();
     response
         .extensions_mut()
         .remove::<error::InternalErrorMarker>();

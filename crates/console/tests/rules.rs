@@ -441,6 +441,9 @@ async fn reject_needs_a_note_of_10_to_500_characters(b: Backend) {
         "   ".to_owned(),
         "123456789".to_owned(),
         "x".repeat(501),
+        // Invisible or reordering text is no note for a customer.
+        "\u{200B}".repeat(10),
+        "Still routed\u{202E}.tluafed".to_owned(),
     ] {
         let res = reject(bad.clone()).await;
         let (kind, text) = res.flash().unwrap();

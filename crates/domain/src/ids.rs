@@ -16,6 +16,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -75,27 +76,28 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// An environment (tenant). Every API token belongs to exactly one.
+    /// The id of an environment (tenant). Every API token belongs to exactly one.
     EnvironmentId
 );
 id_type!(
-    /// A phone number owned by an environment.
+    /// The id of a phone number owned by an environment.
     PhoneNumberId
 );
 id_type!(
-    /// A release request.
+    /// The id of a release request.
     RequestId
 );
 id_type!(
-    /// A voice agent of an environment.
+    /// The id of a voice agent of an environment.
     AgentId
 );
 id_type!(
-    /// A support staff account.
+    /// The id of a support staff account.
     StaffId
 );
 id_type!(
-    /// A row of the transactional outbox (an email, a webhook delivery or a release job).
+    /// The id of a row of the transactional outbox (an email, a webhook delivery or a release
+    /// job).
     OutboxId
 );
 id_type!(

@@ -18,6 +18,7 @@ use releasedesk_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::util::MapRequestLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -191,6 +192,10 @@ fn router(store: Store, ready: Arc<AtomicBool>, secure_cookies: bool) -> Router 
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost: a caller's id that is not kept is dropped before one is set.
+        .layer(MapRequestLayer::new(
+            crate::request_id::drop_unacceptable::<axum::body::Body>,
+        ))
 }
 
 async fn readyz(State((store, ready)): State<(Store, Arc<AtomicBool>)>) -> impl IntoResponse {

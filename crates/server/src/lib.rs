@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 mod demo;
+pub mod request_id;
 pub mod telemetry;
 
 pub use app::{RunningServer, start};

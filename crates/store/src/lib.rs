@@ -25,6 +25,7 @@ mod tokens;
 mod transitions;
 mod views;
 mod webhooks;
+pub mod wire;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
@@ -41,7 +42,8 @@ pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
 pub use webhooks::{
     DeliveryState, MAX_WEBHOOK_ENDPOINTS, NewWebhookEndpoint, PREVIOUS_SECRET_VALID_FOR,
     STOPPED_ENDPOINT_DELETED, STOPPED_ENDPOINT_GONE, WebhookDelivery, WebhookEndpoint,
-    WebhookEndpointWithSecret, WebhookTarget, release_request_webhook_data, webhook_message_id,
+    WebhookEndpointWithSecret, WebhookTarget, webhook_message_id,
 };
+pub use wire::ReleaseRequestObject;
 
 pub use releasedesk_migration::{Migrator, MigratorTrait};

@@ -20,7 +20,7 @@ use releasedesk_domain::{RequestEvent, WebhookEvent};
 
 use crate::environments::notify_email;
 use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
-use crate::webhooks::{ReleaseRequestData, enqueue_webhooks};
+use crate::webhooks::enqueue_webhooks;
 use crate::{Actor, ReleaseRequest, Store, StoreError};
 
 /// Who an event's email is for.
@@ -95,7 +95,7 @@ impl Store {
             env,
             WebhookEvent::for_request(event),
             Some(id),
-            &ReleaseRequestData::new(request),
+            &request.to_object(),
         )
         .await?;
         Ok(())

@@ -26,8 +26,7 @@ use crate::outbox::{mark_failed_in, mark_sent_in, pending_row};
 use crate::paging::{Cursor, Page};
 use crate::views::parse_column;
 use crate::{
-    Actor, AuditAction, AuthContext, Backend, OutboxKind, OutboxState, ReleaseRequest, Store,
-    StoreError, now,
+    Actor, AuditAction, AuthContext, Backend, OutboxKind, OutboxState, Store, StoreError, now,
 };
 
 /// Endpoints an environment may have at once.
@@ -630,7 +629,7 @@ impl Store {
 /// Writes one delivery of `event` per enabled endpoint of `environment_id` subscribed to it,
 /// inside the caller's transaction (the transition's own). `data` is the event's `data`: for
 /// `release_request.*` events the release request as the API shows it after the change
-/// ([`ReleaseRequestData`]); `request_id` links each delivery to its request, so the console
+/// ([`crate::ReleaseRequestObject`], the API's own definition); `request_id` links each delivery to its request, so the console
 /// lists it among the request's notifications. Returns the number of deliveries.
 pub(crate) async fn enqueue_webhooks(
     tx: &impl ConnectionTrait,
@@ -656,50 +655,8 @@ pub(crate) async fn enqueue_webhooks(
     Ok(written)
 }
 
-/// The `data` of a `release_request.*` event: the release request exactly as the API's JSON
-/// shows it (same fields in the same order, same formats, unset fields omitted).
-///
-/// Stand-in: the API's definition of that JSON is moving into this crate; once it is here,
-/// that definition replaces this one, so the two can never drift apart.
-#[derive(Debug, Serialize)]
-pub(crate) struct ReleaseRequestData<'a> {
-    id: String,
-    phone_number_id: String,
-    phone_number: &'a str,
-    reason: &'a str,
-    status: &'static str,
-    requested_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resolved_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    released_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    review_note: Option<&'a str>,
-}
-
-impl<'a> ReleaseRequestData<'a> {
-    pub(crate) fn new(r: &'a ReleaseRequest) -> Self {
-        Self {
-            id: r.id.to_string(),
-            phone_number_id: r.phone_number_id.to_string(),
-            phone_number: &r.phone_number,
-            reason: &r.reason,
-            status: r.status.as_str(),
-            requested_at: rfc3339(r.requested_at),
-            resolved_at: r.resolved_at.map(rfc3339),
-            released_at: r.released_at.map(rfc3339),
-            review_note: r.review_note.as_deref(),
-        }
-    }
-}
-
-/// [`ReleaseRequestData`] as a JSON value (to compare with what the API answers).
-pub fn release_request_webhook_data(request: &ReleaseRequest) -> serde_json::Value {
-    serde_json::to_value(ReleaseRequestData::new(request)).unwrap_or_default()
-}
-
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    crate::wire::rfc3339(t)
 }
 
 /// The body every attempt of a delivery sends: `{"type", "timestamp", "data"}`, serialized once.

@@ -2,27 +2,26 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use releasedesk_domain::{AgentId, Direction, PhoneNumberId};
+use axum::extract::{Query, State};
+use releasedesk_domain::{Direction, PhoneNumberId};
 use releasedesk_store::Store;
 
-use super::page_params;
-use super::phone_numbers::PageQuery;
+use super::{PageQuery, page_params};
 use crate::ApiError;
-use crate::dto::{AgentCallingBody, AgentDto, Envelope};
+use crate::dto::{AgentCallingBody, AgentDto, Envelope, ListEnvelope};
 use crate::error::ErrorBody;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{AgentPath, Auth, JsonBody};
 
 /// List the environment's agents with their numbers, oldest first.
 #[utoipa::path(
     get,
     path = "/agents",
+    operation_id = "listAgents",
     tag = "Agents",
     params(PageQuery),
     responses(
-        (status = 200, description = "A page of agents", body = Envelope<Vec<AgentDto>>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
-        (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
+        (status = 200, description = "A page of agents", body = ListEnvelope<AgentDto>),
+        (status = 422, description = "`VALIDATION_ERROR`: a bad `limit` or `cursor`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -30,13 +29,13 @@ pub async fn list(
     State(store): State<Store>,
     Auth(auth): Auth,
     query: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Envelope<Vec<AgentDto>>>, ApiError> {
+) -> Result<Json<ListEnvelope<AgentDto>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
     let (limit, cursor) = page_params(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = store
         .list_agents(auth.environment_id, limit, cursor)
         .await?;
-    Ok(Json(Envelope::page(page, AgentDto::from)))
+    Ok(Json(ListEnvelope::page(page, AgentDto::from)))
 }
 
 /// Update an agent's calling: its direction and the complete list of its numbers.
@@ -46,16 +45,15 @@ pub async fn list(
 #[utoipa::path(
     put,
     path = "/agents/{agent_id}/calling",
+    operation_id = "updateAgentCalling",
     tag = "Agents",
-    params(("agent_id" = String, Path, description = "UUID of the agent.")),
+    params(AgentPath),
     request_body(content = AgentCallingBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated agent", body = Envelope<AgentDto>),
-        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
-        (status = 404, description = "`AGENT_NOT_FOUND` or `PHONE_NUMBER_NOT_FOUND` (a listed number)", body = ErrorBody),
-        (status = 409, description = "`PHONE_NUMBER_RELEASE_PENDING` or `PHONE_NUMBER_RELEASED`", body = ErrorBody),
-        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 400, description = "`INVALID_JSON`: not JSON, not an object, or a field of the wrong type", body = ErrorBody),
+        (status = 404, description = "`AGENT_NOT_FOUND`, or `PHONE_NUMBER_NOT_FOUND` for a listed number", body = ErrorBody),
+        (status = 409, description = "`PHONE_NUMBER_RELEASE_PENDING` or `PHONE_NUMBER_RELEASED` for a number being added", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
         (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
     ),
@@ -64,7 +62,7 @@ pub async fn list(
 pub async fn update_calling(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(agent_id): Path<String>,
+    AgentPath(agent_id): AgentPath,
     JsonBody(body): JsonBody<AgentCallingBody>,
 ) -> Result<Json<Envelope<AgentDto>>, ApiError> {
     let direction = body
@@ -75,7 +73,6 @@ pub async fn update_calling(
     let ids = body
         .phone_number_ids
         .ok_or_else(|| ApiError::validation("phone_number_ids", "is required"))?;
-    let agent_id = AgentId::parse(&agent_id).map_err(|_| ApiError::agent_not_found())?;
     let ids = ids
         .iter()
         .map(|s| PhoneNumberId::parse(s).map_err(|_| ApiError::phone_number_not_found()))
@@ -84,5 +81,5 @@ pub async fn update_calling(
         .set_agent_calling(&auth, agent_id, direction, &ids)
         .await?;
     tracing::info!(agent_id = %agent.id, "agent calling updated");
-    Ok(Json(Envelope::new(agent.into())))
+    Ok(Json(Envelope::new(agent)))
 }

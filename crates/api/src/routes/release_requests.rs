@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use releasedesk_domain::{PhoneNumberId, Reason, RequestId, RequestStatus};
-use releasedesk_store::{ListFilter, Store};
+use releasedesk_domain::{PhoneNumberId, Reason, RequestStatus};
+use releasedesk_store::{ListFilter, ReleaseRequestObject, Store};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::page_params;
 use crate::ApiError;
-use crate::dto::{Envelope, ReleaseRequestDto, RequestReleaseBody};
+use crate::dto::{Envelope, ListEnvelope, RequestReleaseBody};
 use crate::error::ErrorBody;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, PhoneNumberPath, RequestPath};
 
 /// Request the release of a phone number.
 ///
@@ -22,51 +22,52 @@ use crate::extract::{Auth, JsonBody};
 #[utoipa::path(
     post,
     path = "/phone-numbers/{phone_number_id}/request-release",
+    operation_id = "createReleaseRequest",
     tag = "Release requests",
-    params(("phone_number_id" = String, Path, description = "UUID of the phone number to release.")),
+    params(PhoneNumberPath),
     request_body(content = RequestReleaseBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created, status `pending`", body = Envelope<ReleaseRequestDto>),
-        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 201, description = "Created, status `pending`", body = Envelope<ReleaseRequestObject>),
+        (status = 400, description = "`INVALID_JSON`: not JSON, not an object, or a field of the wrong type", body = ErrorBody),
         (status = 404, description = "`PHONE_NUMBER_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`RELEASE_ALREADY_PENDING`, `RELEASE_ALREADY_APPROVED` or `PHONE_NUMBER_RELEASED`", body = ErrorBody),
-        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 422, description = "`VALIDATION_ERROR` or `PHONE_NUMBER_IN_USE`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR` (the reason) or `PHONE_NUMBER_IN_USE`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn request_release(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(phone_number_id): Path<String>,
+    PhoneNumberPath(phone_number_id): PhoneNumberPath,
     JsonBody(body): JsonBody<RequestReleaseBody>,
-) -> Result<(StatusCode, Json<Envelope<ReleaseRequestDto>>), ApiError> {
+) -> Result<(StatusCode, Json<Envelope<ReleaseRequestObject>>), ApiError> {
     let reason = body
         .reason
         .ok_or_else(|| ApiError::validation("reason", "is required"))?;
     let reason =
         Reason::parse(&reason).map_err(|e| ApiError::validation("reason", e.to_string()))?;
-    let phone_number_id =
-        PhoneNumberId::parse(&phone_number_id).map_err(|_| ApiError::phone_number_not_found())?;
     let request = store
         .request_release(&auth, phone_number_id, reason)
         .await?;
     tracing::info!(request_id = %request.id, "release requested");
-    Ok((StatusCode::CREATED, Json(Envelope::new(request.into()))))
+    Ok((StatusCode::CREATED, Json(Envelope::new(request))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only requests in this status.
+    #[param(value_type = Option<RequestStatus>, inline, nullable = false)]
     status: Option<String>,
     /// Only requests for this phone number.
+    #[param(value_type = Option<PhoneNumberId>, inline, nullable = false)]
     phone_number_id: Option<String>,
-    /// Page size, 1–100 (default 50).
+    /// Page size.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100, default = 50, nullable = false)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(nullable = false)]
     cursor: Option<String>,
 }
 
@@ -74,12 +75,12 @@ pub struct ListQuery {
 #[utoipa::path(
     get,
     path = "/phone-numbers/release-requests",
+    operation_id = "listReleaseRequests",
     tag = "Release requests",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of requests", body = Envelope<Vec<ReleaseRequestDto>>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
-        (status = 422, description = "`VALIDATION_ERROR` (bad status, limit, cursor or phone_number_id)", body = ErrorBody),
+        (status = 200, description = "A page of requests", body = ListEnvelope<ReleaseRequestObject>),
+        (status = 422, description = "`VALIDATION_ERROR`: a bad `status`, `limit`, `cursor` or `phone_number_id`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -87,16 +88,14 @@ pub async fn list(
     State(store): State<Store>,
     Auth(auth): Auth,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Envelope<Vec<ReleaseRequestDto>>>, ApiError> {
+) -> Result<Json<ListEnvelope<ReleaseRequestObject>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
     let (limit, cursor) = page_params(q.limit.as_deref(), q.cursor.as_deref())?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(s.parse::<RequestStatus>().map_err(|_| {
-            ApiError::validation(
-                "status",
-                "must be one of pending, approved, released, cancelled, rejected",
-            )
+            let names: Vec<&str> = RequestStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::validation("status", format!("must be one of {}", names.join(", ")))
         })?),
     };
     let phone_number_id = match q.phone_number_id.as_deref() {
@@ -113,18 +112,18 @@ pub async fn list(
         cursor,
     };
     let page = store.list_requests(&auth, &filter).await?;
-    Ok(Json(Envelope::page(page, ReleaseRequestDto::from)))
+    Ok(Json(ListEnvelope::page(page, ReleaseRequestObject::from)))
 }
 
 /// Get one release request.
 #[utoipa::path(
     get,
     path = "/phone-numbers/release-requests/{request_id}",
+    operation_id = "getReleaseRequest",
     tag = "Release requests",
-    params(("request_id" = String, Path, description = "UUID of the release request.")),
+    params(RequestPath),
     responses(
-        (status = 200, description = "The request", body = Envelope<ReleaseRequestDto>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 200, description = "The request", body = Envelope<ReleaseRequestObject>),
         (status = 404, description = "`RELEASE_REQUEST_NOT_FOUND`", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -132,36 +131,35 @@ pub async fn list(
 pub async fn get(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(request_id): Path<String>,
-) -> Result<Json<Envelope<ReleaseRequestDto>>, ApiError> {
-    let id = RequestId::parse(&request_id).map_err(|_| ApiError::request_not_found())?;
+    RequestPath(id): RequestPath,
+) -> Result<Json<Envelope<ReleaseRequestObject>>, ApiError> {
     let request = store.get_request(&auth, id).await?;
-    Ok(Json(Envelope::new(request.into())))
+    Ok(Json(Envelope::new(request)))
 }
 
 /// Cancel a pending release request.
 ///
-/// Only `pending` requests can be cancelled; an approved request is irreversible.
+/// Only `pending` requests can be cancelled; an approved request is irreversible. A body, if
+/// any, is ignored.
 #[utoipa::path(
     post,
     path = "/phone-numbers/release-requests/{request_id}/cancel",
+    operation_id = "cancelReleaseRequest",
     tag = "Release requests",
-    params(("request_id" = String, Path, description = "UUID of the release request.")),
+    params(RequestPath),
     responses(
-        (status = 200, description = "Cancelled", body = Envelope<ReleaseRequestDto>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 200, description = "Cancelled", body = Envelope<ReleaseRequestObject>),
         (status = 404, description = "`RELEASE_REQUEST_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`RELEASE_REQUEST_NOT_PENDING`", body = ErrorBody),
+        (status = 409, description = "`RELEASE_REQUEST_NOT_PENDING`: the message names its status", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn cancel(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(request_id): Path<String>,
-) -> Result<Json<Envelope<ReleaseRequestDto>>, ApiError> {
-    let id = RequestId::parse(&request_id).map_err(|_| ApiError::request_not_found())?;
+    RequestPath(id): RequestPath,
+) -> Result<Json<Envelope<ReleaseRequestObject>>, ApiError> {
     let request = store.cancel_request(&auth, id).await?;
     tracing::info!(request_id = %request.id, "release request cancelled");
-    Ok(Json(Envelope::new(request.into())))
+    Ok(Json(Envelope::new(request)))
 }

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use releasedesk_domain::{
     WebhookEndpointId, WebhookEvent, WebhookHost, WebhookPolicy, WebhookUrl,
     parse_webhook_description,
 };
+use releasedesk_store::wire::utc_seconds;
 use releasedesk_store::{
     DeliveryState, NewWebhookEndpoint, Store, WebhookDelivery, WebhookEndpoint,
     WebhookEndpointWithSecret,
@@ -26,12 +28,11 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{RefOr, Schema};
 
-use super::page_params;
-use super::phone_numbers::PageQuery;
+use super::{PageQuery, page_params};
 use crate::ApiError;
-use crate::dto::{Envelope, rfc3339};
+use crate::dto::{Envelope, ListEnvelope, always_true};
 use crate::error::ErrorBody;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, WebhookEndpointPath};
 
 /// How long the API waits for DNS when checking a new endpoint's host.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,10 +44,10 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct CreateWebhookEndpointBody {
     /// Where deliveries are POSTed: an `https://` URL whose host resolves to public addresses
     /// only; no user name, password or `#fragment`.
-    #[schema(schema_with = url_schema, example = "https://hooks.example.com/releasedesk")]
+    #[schema(schema_with = url_schema, required = true)]
     pub url: Option<String>,
     /// A note for yourself: one line, at most 200 characters.
-    #[schema(max_length = 200, example = "Billing system")]
+    #[schema(value_type = String, nullable = false, max_length = 200, example = "Billing system")]
     pub description: Option<String>,
     /// The event types to receive (at least one); left out, all of them.
     #[schema(schema_with = subscribable_events_schema)]
@@ -55,13 +56,13 @@ pub struct CreateWebhookEndpointBody {
 
 /// A webhook endpoint. Its signing secret is shown only when created or rotated.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookEndpoint)]
 pub struct WebhookEndpointDto {
-    #[schema(format = Uuid, example = "0193a0b2-7c4e-7d2a-9f1e-2b3c4d5e6f70")]
-    pub id: String,
-    #[schema(schema_with = url_schema, example = "https://hooks.example.com/releasedesk")]
+    pub id: WebhookEndpointId,
+    #[schema(schema_with = url_schema)]
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200)]
+    #[schema(nullable = false, max_length = 200)]
     pub description: Option<String>,
     /// The event types this endpoint receives.
     #[schema(schema_with = subscribable_events_schema)]
@@ -69,68 +70,108 @@ pub struct WebhookEndpointDto {
     /// `false` once the endpoint answered `410 Gone`: it receives nothing more (delete it and
     /// create it again to resume).
     pub enabled: bool,
-    #[schema(format = DateTime, example = "2024-01-15T12:00:00Z")]
-    pub created_at: String,
+    #[serde(serialize_with = "utc_seconds::serialize")]
+    pub created_at: DateTime<Utc>,
     /// When it was disabled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub disabled_at: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_seconds::option::serialize"
+    )]
+    #[schema(nullable = false)]
+    pub disabled_at: Option<DateTime<Utc>>,
     /// Why it was disabled.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub disabled_reason: Option<String>,
 }
 
 impl From<WebhookEndpoint> for WebhookEndpointDto {
     fn from(e: WebhookEndpoint) -> Self {
         Self {
-            id: e.id.to_string(),
+            id: e.id,
             url: e.url,
             description: e.description,
             events: e.events.iter().map(|e| e.as_str().to_owned()).collect(),
             enabled: e.enabled,
-            created_at: rfc3339(e.created_at),
-            disabled_at: e.disabled_at.map(rfc3339),
+            created_at: e.created_at,
+            disabled_at: e.disabled_at,
             disabled_reason: e.disabled_reason,
         }
     }
 }
 
 /// A webhook endpoint with its new signing secret: store the secret now, it is not shown again.
+// The endpoint's fields are repeated rather than flattened: the document then describes one
+// closed object, as for every other answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookEndpointWithSecret)]
 pub struct WebhookEndpointWithSecretDto {
-    #[serde(flatten)]
-    pub endpoint: WebhookEndpointDto,
+    pub id: WebhookEndpointId,
+    #[schema(schema_with = url_schema)]
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, max_length = 200)]
+    pub description: Option<String>,
+    #[schema(schema_with = subscribable_events_schema)]
+    pub events: Vec<String>,
+    pub enabled: bool,
+    #[serde(serialize_with = "utc_seconds::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_seconds::option::serialize"
+    )]
+    #[schema(nullable = false)]
+    pub disabled_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub disabled_reason: Option<String>,
     /// The signing secret: `whsec_` and the base64 of 32 random bytes. Verify deliveries with
     /// it (Standard Webhooks).
-    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwC3hxdQU4L8Q=")]
+    #[schema(
+        pattern = "^whsec_[A-Za-z0-9+/]{43}=$",
+        example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwC3hxdQU4L8Q="
+    )]
     pub secret: String,
     /// After a rotation: until when deliveries also carry a signature by the previous secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub previous_secret_expires_at: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_seconds::option::serialize"
+    )]
+    #[schema(nullable = false)]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<WebhookEndpointWithSecret> for WebhookEndpointWithSecretDto {
     fn from(e: WebhookEndpointWithSecret) -> Self {
+        let endpoint = WebhookEndpointDto::from(e.endpoint);
         Self {
-            endpoint: e.endpoint.into(),
+            id: endpoint.id,
+            url: endpoint.url,
+            description: endpoint.description,
+            events: endpoint.events,
+            enabled: endpoint.enabled,
+            created_at: endpoint.created_at,
+            disabled_at: endpoint.disabled_at,
+            disabled_reason: endpoint.disabled_reason,
             secret: e.secret.expose().to_owned(),
-            previous_secret_expires_at: e.previous_secret_expires_at.map(rfc3339),
+            previous_secret_expires_at: e.previous_secret_expires_at,
         }
     }
 }
 
 /// The answer to a deletion.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DeletedWebhookEndpoint)]
 pub struct DeletedWebhookEndpointDto {
-    #[schema(format = Uuid)]
-    pub id: String,
-    /// Always `true`.
+    pub id: WebhookEndpointId,
+    #[schema(schema_with = always_true)]
     pub deleted: bool,
 }
 
 /// One delivery of one event to the endpoint.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct WebhookDeliveryDto {
     /// The `webhook-id` header of every attempt of this delivery.
     #[schema(
@@ -149,17 +190,21 @@ pub struct WebhookDeliveryDto {
     pub attempts: i32,
     /// The HTTP status of the last attempt, when it got one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 100, maximum = 599)]
+    #[schema(nullable = false, minimum = 100, maximum = 599)]
     pub last_status_code: Option<u16>,
     /// What went wrong with the last attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub last_error: Option<String>,
     /// When the next attempt is due (only while `pending`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub next_attempt_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "utc_seconds::option::serialize"
+    )]
+    #[schema(nullable = false)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "utc_seconds::serialize")]
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<WebhookDelivery> for WebhookDeliveryDto {
@@ -171,8 +216,8 @@ impl From<WebhookDelivery> for WebhookDeliveryDto {
             attempts: d.attempts,
             last_status_code: d.last_status_code,
             last_error: d.last_error,
-            next_attempt_at: d.next_attempt_at.map(rfc3339),
-            created_at: rfc3339(d.created_at),
+            next_attempt_at: d.next_attempt_at,
+            created_at: d.created_at,
         }
     }
 }
@@ -211,10 +256,6 @@ fn delivery_state_schema() -> RefOr<Schema> {
 
 // ---- handlers ------------------------------------------------------------------------------
 
-fn endpoint_id(raw: &str) -> Result<WebhookEndpointId, ApiError> {
-    WebhookEndpointId::parse(raw).map_err(|_| ApiError::webhook_endpoint_not_found())
-}
-
 /// Register a webhook endpoint.
 ///
 /// Every change of the environment's release requests that the endpoint subscribes to is then
@@ -229,8 +270,6 @@ fn endpoint_id(raw: &str) -> Result<WebhookEndpointId, ApiError> {
     responses(
         (status = 201, description = "Created, with its secret", body = Envelope<WebhookEndpointWithSecretDto>),
         (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
-        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
         (status = 422, description = "`VALIDATION_ERROR`: a URL that is not https, does not resolve or resolves to a non-public address; an unknown event type; a description too long; or 10 endpoints already", body = ErrorBody),
     ),
@@ -288,7 +327,7 @@ pub async fn create(
         )
         .await?;
     tracing::info!(webhook_endpoint_id = %created.endpoint.id, "webhook endpoint created");
-    Ok((StatusCode::CREATED, Json(Envelope::new(created.into()))))
+    Ok((StatusCode::CREATED, Json(Envelope::new(created))))
 }
 
 fn subscribable_list() -> String {
@@ -342,7 +381,6 @@ async fn check_destination(url: &WebhookUrl, policy: WebhookPolicy) -> Result<()
     tag = "Webhooks",
     responses(
         (status = 200, description = "Every endpoint of the environment (at most 10)", body = Envelope<Vec<WebhookEndpointDto>>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -352,7 +390,10 @@ pub async fn list(
 ) -> Result<Json<Envelope<Vec<WebhookEndpointDto>>>, ApiError> {
     let endpoints = store.list_webhook_endpoints(&auth).await?;
     Ok(Json(Envelope::new(
-        endpoints.into_iter().map(Into::into).collect(),
+        endpoints
+            .into_iter()
+            .map(WebhookEndpointDto::from)
+            .collect::<Vec<_>>(),
     )))
 }
 
@@ -362,10 +403,9 @@ pub async fn list(
     path = "/webhook-endpoints/{webhook_endpoint_id}",
     operation_id = "getWebhookEndpoint",
     tag = "Webhooks",
-    params(("webhook_endpoint_id" = String, Path, description = "UUID of the webhook endpoint.")),
+    params(WebhookEndpointPath),
     responses(
         (status = 200, description = "The endpoint", body = Envelope<WebhookEndpointDto>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
         (status = 404, description = "`WEBHOOK_ENDPOINT_NOT_FOUND`", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -373,10 +413,10 @@ pub async fn list(
 pub async fn get(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    WebhookEndpointPath(id): WebhookEndpointPath,
 ) -> Result<Json<Envelope<WebhookEndpointDto>>, ApiError> {
-    let endpoint = store.get_webhook_endpoint(&auth, endpoint_id(&id)?).await?;
-    Ok(Json(Envelope::new(endpoint.into())))
+    let endpoint = store.get_webhook_endpoint(&auth, id).await?;
+    Ok(Json(Envelope::new(endpoint)))
 }
 
 /// Delete a webhook endpoint.
@@ -387,10 +427,9 @@ pub async fn get(
     path = "/webhook-endpoints/{webhook_endpoint_id}",
     operation_id = "deleteWebhookEndpoint",
     tag = "Webhooks",
-    params(("webhook_endpoint_id" = String, Path, description = "UUID of the webhook endpoint.")),
+    params(WebhookEndpointPath),
     responses(
         (status = 200, description = "Deleted", body = Envelope<DeletedWebhookEndpointDto>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
         (status = 404, description = "`WEBHOOK_ENDPOINT_NOT_FOUND`", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -398,13 +437,12 @@ pub async fn get(
 pub async fn delete(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    WebhookEndpointPath(id): WebhookEndpointPath,
 ) -> Result<Json<Envelope<DeletedWebhookEndpointDto>>, ApiError> {
-    let id = endpoint_id(&id)?;
     store.delete_webhook_endpoint(&auth, id).await?;
     tracing::info!(webhook_endpoint_id = %id, "webhook endpoint deleted");
     Ok(Json(Envelope::new(DeletedWebhookEndpointDto {
-        id: id.to_string(),
+        id,
         deleted: true,
     })))
 }
@@ -419,10 +457,9 @@ pub async fn delete(
     path = "/webhook-endpoints/{webhook_endpoint_id}/rotate-secret",
     operation_id = "rotateWebhookEndpointSecret",
     tag = "Webhooks",
-    params(("webhook_endpoint_id" = String, Path, description = "UUID of the webhook endpoint.")),
+    params(WebhookEndpointPath),
     responses(
         (status = 200, description = "The endpoint with its new secret", body = Envelope<WebhookEndpointWithSecretDto>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
         (status = 404, description = "`WEBHOOK_ENDPOINT_NOT_FOUND`", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -430,13 +467,11 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    WebhookEndpointPath(id): WebhookEndpointPath,
 ) -> Result<Json<Envelope<WebhookEndpointWithSecretDto>>, ApiError> {
-    let rotated = store
-        .rotate_webhook_secret(&auth, endpoint_id(&id)?)
-        .await?;
+    let rotated = store.rotate_webhook_secret(&auth, id).await?;
     tracing::info!(webhook_endpoint_id = %rotated.endpoint.id, "webhook secret rotated");
-    Ok(Json(Envelope::new(rotated.into())))
+    Ok(Json(Envelope::new(rotated)))
 }
 
 /// Send a `webhook.test` event to the endpoint.
@@ -448,10 +483,9 @@ pub async fn rotate_secret(
     path = "/webhook-endpoints/{webhook_endpoint_id}/test",
     operation_id = "sendWebhookEndpointTest",
     tag = "Webhooks",
-    params(("webhook_endpoint_id" = String, Path, description = "UUID of the webhook endpoint.")),
+    params(WebhookEndpointPath),
     responses(
         (status = 202, description = "Queued", body = Envelope<WebhookDeliveryDto>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
         (status = 404, description = "`WEBHOOK_ENDPOINT_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`WEBHOOK_ENDPOINT_DISABLED`: it answered 410 Gone and receives nothing more", body = ErrorBody),
     ),
@@ -460,10 +494,10 @@ pub async fn rotate_secret(
 pub async fn send_test(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    WebhookEndpointPath(id): WebhookEndpointPath,
 ) -> Result<(StatusCode, Json<Envelope<WebhookDeliveryDto>>), ApiError> {
-    let delivery = store.send_test_webhook(&auth, endpoint_id(&id)?).await?;
-    Ok((StatusCode::ACCEPTED, Json(Envelope::new(delivery.into()))))
+    let delivery = store.send_test_webhook(&auth, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Envelope::new(delivery))))
 }
 
 /// List the endpoint's deliveries, newest first.
@@ -472,13 +506,9 @@ pub async fn send_test(
     path = "/webhook-endpoints/{webhook_endpoint_id}/deliveries",
     operation_id = "listWebhookEndpointDeliveries",
     tag = "Webhooks",
-    params(
-        ("webhook_endpoint_id" = String, Path, description = "UUID of the webhook endpoint."),
-        PageQuery,
-    ),
+    params(WebhookEndpointPath, PageQuery),
     responses(
-        (status = 200, description = "A page of deliveries", body = Envelope<Vec<WebhookDeliveryDto>>),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 200, description = "A page of deliveries", body = ListEnvelope<WebhookDeliveryDto>),
         (status = 404, description = "`WEBHOOK_ENDPOINT_NOT_FOUND`", body = ErrorBody),
         (status = 422, description = "`VALIDATION_ERROR` (bad limit or cursor)", body = ErrorBody),
     ),
@@ -487,14 +517,13 @@ pub async fn send_test(
 pub async fn deliveries(
     State(store): State<Store>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    WebhookEndpointPath(id): WebhookEndpointPath,
     query: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Envelope<Vec<WebhookDeliveryDto>>>, ApiError> {
-    let id = endpoint_id(&id)?;
+) -> Result<Json<ListEnvelope<WebhookDeliveryDto>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
     let (limit, cursor) = page_params(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = store
         .list_webhook_deliveries(&auth, id, limit, cursor)
         .await?;
-    Ok(Json(Envelope::page(page, WebhookDeliveryDto::from)))
+    Ok(Json(ListEnvelope::page(page, WebhookDeliveryDto::from)))
 }
