@@ -68,6 +68,8 @@ error_codes! {
     PhoneNumberInUse => "PHONE_NUMBER_IN_USE", UNPROCESSABLE_ENTITY;
     InternalError => "INTERNAL_ERROR", INTERNAL_SERVER_ERROR;
     StorageUnavailable => "STORAGE_UNAVAILABLE", SERVICE_UNAVAILABLE;
+    IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE", CONFLICT;
+    IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED", UNPROCESSABLE_ENTITY;
 }
 
 impl Serialize for ErrorCode {
@@ -175,6 +177,20 @@ impl ApiError {
         Self::new(ErrorCode::AgentNotFound, "Agent not found")
     }
 
+    pub fn idempotency_key_in_use() -> Self {
+        Self::new(
+            ErrorCode::IdempotencyKeyInUse,
+            "A request with this Idempotency-Key is still being carried out; retry shortly to get its response",
+        )
+    }
+
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            ErrorCode::IdempotencyKeyReused,
+            "This Idempotency-Key was already used with another method, path or body; use a new key for a new request",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalError, "An internal error occurred")
     }
@@ -213,6 +229,9 @@ impl From<StoreError> for ApiError {
                 format!("Release request is {status} and can no longer be cancelled"),
             ),
             StoreError::Invalid { field, message } => Self::validation(field, message),
+            // The request's claim on its key was taken over (its lock expired): its effect was
+            // rolled back, and the key belongs to the request that took it.
+            StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
             other @ (StoreError::EnvironmentNotFound
             | StoreError::ConfirmationMismatch
             | StoreError::DuplicatePhoneNumber

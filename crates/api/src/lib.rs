@@ -8,6 +8,7 @@
 mod dto;
 mod error;
 mod extract;
+mod idempotency;
 mod openapi;
 mod routes;
 
@@ -46,21 +47,30 @@ fn operations() -> (Router<Store>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document, as served at `/api/v1/openapi.json`.
+/// The OpenAPI document as utoipa builds it from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
+/// The OpenAPI document as served at `/api/v1/openapi.json`: utoipa's, plus `required: true`
+/// on the response headers the API always sends (utoipa's header object cannot say so).
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).expect("the OpenAPI document is JSON");
+    openapi::mark_required_headers(&mut doc);
+    doc
+}
+
 fn api_router() -> (Router<Store>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = operations();
+    idempotency::document(&mut doc);
     openapi::add_common_responses(&mut doc);
     (router, doc)
 }
 
 /// Every `/api/v1/...` route.
 pub fn router(store: Store) -> Router {
-    let (routes, doc) = api_router();
-    let doc = std::sync::Arc::new(doc);
+    let (routes, _) = api_router();
+    let doc = std::sync::Arc::new(openapi_document());
     let api = routes
         .route(
             "/openapi.json",
@@ -69,6 +79,11 @@ pub fn router(store: Store) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        // Every POST route, and only the routes (an unknown path is a plain 404).
+        .route_layer(middleware::from_fn_with_state(
+            store.clone(),
+            idempotency::layer,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by `JsonBody`, which turns the limit into a 413 envelope; the extra

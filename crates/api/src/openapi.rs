@@ -143,7 +143,27 @@ fn common_responses() -> [(&'static str, &'static str, Response); 4] {
     })
 }
 
-fn error_response(description: &str) -> ResponseBuilder {
+/// The response headers the API always sends with their response, as JSON pointers into the
+/// document.
+const ALWAYS_SENT_HEADERS: [&str; 3] = [
+    "/components/headers/X-Request-Id",
+    "/components/responses/Unauthorized/headers/WWW-Authenticate",
+    "/components/responses/StorageUnavailable/headers/Retry-After",
+];
+
+/// Marks [`ALWAYS_SENT_HEADERS`] `required: true` in the serialized document; every other
+/// documented header (such as `Idempotent-Replayed`) is sent only sometimes.
+pub(crate) fn mark_required_headers(doc: &mut serde_json::Value) {
+    for pointer in ALWAYS_SENT_HEADERS {
+        let header = doc
+            .pointer_mut(pointer)
+            .and_then(serde_json::Value::as_object_mut)
+            .unwrap_or_else(|| panic!("the document has no header at {pointer}"));
+        header.insert("required".into(), true.into());
+    }
+}
+
+pub(crate) fn error_response(description: &str) -> ResponseBuilder {
     ResponseBuilder::new().description(description).content(
         "application/json",
         ContentBuilder::new()
@@ -181,7 +201,37 @@ mod tests {
     use crate::routes::{DEFAULT_LIMIT, MAX_LIMIT};
 
     fn doc() -> Value {
-        serde_json::to_value(crate::openapi()).unwrap()
+        crate::openapi_document()
+    }
+
+    #[test]
+    fn only_the_headers_always_sent_are_required() {
+        let doc = doc();
+        let mut required = Vec::new();
+        let mut walk = vec![("".to_owned(), &doc)];
+        while let Some((at, v)) = walk.pop() {
+            match v {
+                Value::Object(map) => {
+                    if map.get("required") == Some(&Value::Bool(true)) && at.contains("/headers/") {
+                        required.push(at.clone());
+                    }
+                    walk.extend(map.iter().map(|(k, v)| (format!("{at}/{k}"), v)));
+                }
+                Value::Array(items) => {
+                    walk.extend(
+                        items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (format!("{at}/{i}"), v)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        required.sort();
+        let mut expected = super::ALWAYS_SENT_HEADERS.to_vec();
+        expected.sort();
+        assert_eq!(required, expected);
     }
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {

@@ -5,6 +5,7 @@
 //! takes a raw `String` for a domain value.
 
 mod email;
+mod idempotency;
 mod ids;
 mod phone;
 mod status;
@@ -13,6 +14,9 @@ mod token;
 mod webhook;
 
 pub use email::{EmailAddress, EmailError};
+pub use idempotency::{
+    IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN, RequestFingerprint,
+};
 pub use ids::{
     AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId, WebhookEndpointId,
 };

@@ -34,6 +34,10 @@ const FIRST_RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(15 * 60);
 /// How long the worker waits after the database failed to answer a claim, at most.
 const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the worker purges idempotency keys past their retention (and once at start).
+/// Keys are kept 24 hours, so a few minutes late is nothing; several workers purging at once
+/// is harmless.
+const PURGE_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// The outbox worker. Several may run against one database, in one process or many.
 pub struct Worker {
@@ -180,7 +184,12 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         info!(worker = %self.id, transport = %self.transport.describe(), "outbox worker started");
         let mut claim_failures: u32 = 0;
+        let mut next_purge = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if tokio::time::Instant::now() >= next_purge {
+                self.purge_idempotency_keys().await;
+                next_purge = tokio::time::Instant::now() + PURGE_EVERY;
+            }
             let pause = match self.run_batch(Some(&shutdown)).await {
                 // Rows were due: more may be; look again at once.
                 Ok(n) if n > 0 => {
@@ -206,6 +215,19 @@ impl Worker {
             }
         }
         info!(worker = %self.id, "outbox worker stopped");
+    }
+
+    /// Removes the idempotency keys whose retention has passed. A failure is logged and
+    /// tried again at the next purge.
+    pub async fn purge_idempotency_keys(&self) {
+        match self.store.purge_idempotency_keys().await {
+            Ok(0) => {}
+            Ok(purged) => info!(worker = %self.id, purged, "expired idempotency keys purged"),
+            Err(e) => warn!(
+                worker = %self.id, error = format!("{:#}", anyhow::Error::new(e)),
+                "could not purge expired idempotency keys; trying again at the next purge"
+            ),
+        }
     }
 
     async fn run_batch(&self, shutdown: Option<&CancellationToken>) -> Result<usize, StoreError> {

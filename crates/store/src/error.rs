@@ -46,6 +46,10 @@ pub enum StoreError {
     WebhookEndpointDisabled,
     #[error("no such outbox row, or it is not dead")]
     OutboxRowNotRetryable,
+    /// The idempotency key a request claimed is no longer its own (its lock expired and
+    /// another request took the key over): its effect must not be applied.
+    #[error("the idempotency key is held by another request")]
+    IdempotencyKeyTaken,
     #[error("invalid {field}: {message}")]
     Invalid {
         field: &'static str,

@@ -14,6 +14,7 @@ pub mod entities;
 mod environments;
 mod error;
 mod guards;
+mod idempotency;
 mod notifications;
 mod numbers;
 mod outbox;
@@ -31,6 +32,10 @@ pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
 pub use environments::EnvironmentInfo;
 pub use error::{AgentRef, StoreError};
+pub use idempotency::{
+    Completion, IDEMPOTENCY_LOCK, IDEMPOTENCY_RETENTION, IdempotencyClaim, KeyClaim, Render,
+    StoredResponse,
+};
 pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, OutboxState};
 pub use paging::{Cursor, Page};
 pub use requests::{ListFilter, OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};

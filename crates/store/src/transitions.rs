@@ -32,7 +32,7 @@ use crate::entities::{agent_phone_number, carrier_release, phone_number, release
 use crate::guards;
 use crate::numbers::LockedNumber;
 use crate::outbox::mark_sent_in;
-use crate::{Actor, AuditAction, AuthContext, ReleaseRequest, Store, StoreError, now};
+use crate::{Actor, AuditAction, AuthContext, Completion, ReleaseRequest, Store, StoreError, now};
 
 /// What the carrier said when it released the number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,15 +219,19 @@ impl Store {
         Ok(after)
     }
 
-    /// Runs one command in its own transaction.
+    /// Runs one command in its own transaction; with a `completion`, the response rendered
+    /// from the result is stored with its idempotency key in that same transaction.
     async fn run(
         &self,
         actor: &Actor,
         scope: Scope,
         command: Command<'_>,
+        completion: Option<Completion<'_, ReleaseRequest>>,
     ) -> Result<ReleaseRequest, StoreError> {
-        self.transact(|tx| async move { self.transition(&tx, actor, scope, command).await })
-            .await
+        self.transact_completing(completion, |tx| async move {
+            self.transition(&tx, actor, scope, command).await
+        })
+        .await
     }
 
     /// `POST /phone-numbers/{id}/request-release`: a new `pending` request.
@@ -237,6 +241,19 @@ impl Store {
         phone_number_id: PhoneNumberId,
         reason: Reason,
     ) -> Result<ReleaseRequest, StoreError> {
+        self.request_release_idempotent(auth, phone_number_id, reason, None)
+            .await
+    }
+
+    /// [`Store::request_release`], storing the response with a claimed idempotency key in the
+    /// request's own transaction when `completion` is given.
+    pub async fn request_release_idempotent(
+        &self,
+        auth: &AuthContext,
+        phone_number_id: PhoneNumberId,
+        reason: Reason,
+        completion: Option<Completion<'_, ReleaseRequest>>,
+    ) -> Result<ReleaseRequest, StoreError> {
         let command = Command::Create {
             phone_number_id,
             reason: &reason,
@@ -245,6 +262,7 @@ impl Store {
             &auth.actor(),
             Scope::Environment(auth.environment_id),
             command,
+            completion,
         )
         .await
     }
@@ -255,6 +273,17 @@ impl Store {
         auth: &AuthContext,
         request_id: RequestId,
     ) -> Result<ReleaseRequest, StoreError> {
+        self.cancel_request_idempotent(auth, request_id, None).await
+    }
+
+    /// [`Store::cancel_request`], storing the response with a claimed idempotency key in the
+    /// cancellation's own transaction when `completion` is given.
+    pub async fn cancel_request_idempotent(
+        &self,
+        auth: &AuthContext,
+        request_id: RequestId,
+        completion: Option<Completion<'_, ReleaseRequest>>,
+    ) -> Result<ReleaseRequest, StoreError> {
         let command = Command::Act {
             request_id,
             action: Action::Cancel,
@@ -263,6 +292,7 @@ impl Store {
             &auth.actor(),
             Scope::Environment(auth.environment_id),
             command,
+            completion,
         )
         .await
     }
@@ -286,7 +316,7 @@ impl Store {
                 note: note.as_ref(),
             },
         };
-        self.run(staff, Scope::Any, command).await
+        self.run(staff, Scope::Any, command, None).await
     }
 
     /// Rejects a pending request with a note meant for the customer; `rejected` is terminal.
@@ -300,7 +330,7 @@ impl Store {
             request_id,
             action: Action::Reject { note: &note },
         };
-        self.run(staff, Scope::Any, command).await
+        self.run(staff, Scope::Any, command, None).await
     }
 
     /// The release job's transaction, once the carrier has let the number go: the job's outbox

@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use releasedesk_domain::{PhoneNumberId, Reason, RequestStatus};
-use releasedesk_store::{ListFilter, ReleaseRequestObject, Store};
+use releasedesk_store::{ListFilter, ReleaseRequest, ReleaseRequestObject, Store, StoredResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -14,6 +15,7 @@ use crate::ApiError;
 use crate::dto::{Envelope, ListEnvelope, RequestReleaseBody};
 use crate::error::ErrorBody;
 use crate::extract::{Auth, JsonBody, PhoneNumberPath, RequestPath};
+use crate::idempotency::{self, Idempotency};
 
 /// Request the release of a phone number.
 ///
@@ -39,19 +41,21 @@ use crate::extract::{Auth, JsonBody, PhoneNumberPath, RequestPath};
 pub async fn request_release(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     PhoneNumberPath(phone_number_id): PhoneNumberPath,
     JsonBody(body): JsonBody<RequestReleaseBody>,
-) -> Result<(StatusCode, Json<Envelope<ReleaseRequestObject>>), ApiError> {
+) -> Result<Response, ApiError> {
     let reason = body
         .reason
         .ok_or_else(|| ApiError::validation("reason", "is required"))?;
     let reason =
         Reason::parse(&reason).map_err(|e| ApiError::validation("reason", e.to_string()))?;
+    let render = |r: &ReleaseRequest| request_json(StatusCode::CREATED, r);
     let request = store
-        .request_release(&auth, phone_number_id, reason)
+        .request_release_idempotent(&auth, phone_number_id, reason, idem.completion(&render))
         .await?;
     tracing::info!(request_id = %request.id, "release requested");
-    Ok((StatusCode::CREATED, Json(Envelope::new(request))))
+    Ok(idem.respond(&request, &render))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -157,9 +161,21 @@ pub async fn get(
 pub async fn cancel(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     RequestPath(id): RequestPath,
-) -> Result<Json<Envelope<ReleaseRequestObject>>, ApiError> {
-    let request = store.cancel_request(&auth, id).await?;
+) -> Result<Response, ApiError> {
+    let render = |r: &ReleaseRequest| request_json(StatusCode::OK, r);
+    let request = store
+        .cancel_request_idempotent(&auth, id, idem.completion(&render))
+        .await?;
     tracing::info!(request_id = %request.id, "release request cancelled");
-    Ok(Json(Envelope::new(request)))
+    Ok(idem.respond(&request, &render))
+}
+
+/// A release request in the success envelope, as the client receives it.
+fn request_json(status: StatusCode, request: &ReleaseRequest) -> StoredResponse {
+    idempotency::json(
+        status,
+        &Envelope::<ReleaseRequestObject>::new(request.clone()),
+    )
 }

@@ -6,6 +6,7 @@ pub mod api_token;
 pub mod audit_event;
 pub mod carrier_release;
 pub mod environment;
+pub mod idempotency_key;
 pub mod login_throttle;
 pub mod outbox;
 pub mod phone_number;
