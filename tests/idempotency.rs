@@ -696,8 +696,7 @@ async fn the_openapi_document_shows_the_header_on_every_post(app: TestApp) {
             }
             // The body is read to fingerprint it, so a POST can always be too large.
             assert_eq!(
-                responses["413"]["$ref"],
-                "#/components/responses/PayloadTooLarge",
+                responses["413"]["$ref"], "#/components/responses/PayloadTooLarge",
                 "{path}"
             );
             let success = responses

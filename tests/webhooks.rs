@@ -74,6 +74,7 @@ on_both_backends!(
     endpoints_are_scoped_validated_and_limited_to_ten,
     deliveries_are_listed_newest_first_and_paginated,
     openapi_documents_the_webhook_endpoints,
+    a_retried_post_with_the_same_idempotency_key_acts_once,
 );
 
 /// Local development and tests: `http://` to loopback receivers.
@@ -1344,6 +1345,10 @@ async fn openapi_documents_the_webhook_endpoints(backend: Backend) {
         // Besides its own, every operation documents what any operation can answer.
         let mut expected = statuses.to_vec();
         expected.extend(["401", "413", "500", "503"]);
+        if method == "post" {
+            // IDEMPOTENCY_KEY_IN_USE and IDEMPOTENCY_KEY_REUSED.
+            expected.extend(["409", "422"]);
+        }
         for list in [&mut documented, &mut expected] {
             list.sort();
             list.dedup();
@@ -1369,5 +1374,66 @@ async fn openapi_documents_the_webhook_endpoints(backend: Backend) {
         schemas["WebhookEndpoint"]["properties"]["created_at"]["format"],
         "date-time"
     );
+    app.shutdown().await;
+}
+
+async fn a_retried_post_with_the_same_idempotency_key_acts_once(backend: Backend) {
+    let Some(app) = spawn(backend, LAX).await else {
+        return;
+    };
+    let post = |path: &str, key: &str, body: Option<Value>| {
+        let mut req = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&app.token)
+            .header("Idempotency-Key", key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req
+    };
+    let body = json!({ "url": "http://127.0.0.1:9/once" });
+    let first = post("/webhook-endpoints", "create-1", Some(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = post("/webhook-endpoints", "create-1", Some(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first, "the same answer, secret included");
+    let (_, list) = app.get("/webhook-endpoints").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    let id = first["data"]["id"].as_str().unwrap();
+    for _ in 0..2 {
+        let res = post(&format!("/webhook-endpoints/{id}/test"), "test-1", None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(deliveries(&app, id).await.len(), 1, "one test event queued");
+    let rotate = format!("/webhook-endpoints/{id}/rotate-secret");
+    let a: Value = post(&rotate, "rotate-1", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b: Value = post(&rotate, "rotate-1", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["data"]["secret"], b["data"]["secret"], "rotated once");
     app.shutdown().await;
 }

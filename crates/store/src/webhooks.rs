@@ -26,7 +26,8 @@ use crate::outbox::{mark_failed_in, mark_sent_in, pending_row};
 use crate::paging::{Cursor, Page};
 use crate::views::parse_column;
 use crate::{
-    Actor, AuditAction, AuthContext, Backend, OutboxKind, OutboxState, Store, StoreError, now,
+    Actor, AuditAction, AuthContext, Backend, Completion, OutboxKind, OutboxState, Store,
+    StoreError, now,
 };
 
 /// Endpoints an environment may have at once.
@@ -216,6 +217,18 @@ impl Store {
         auth: &AuthContext,
         new: NewWebhookEndpoint,
     ) -> Result<WebhookEndpointWithSecret, StoreError> {
+        self.create_webhook_endpoint_idempotent(auth, new, None)
+            .await
+    }
+
+    /// [`Store::create_webhook_endpoint`], storing the answer with the request's
+    /// `Idempotency-Key` in the same transaction.
+    pub async fn create_webhook_endpoint_idempotent(
+        &self,
+        auth: &AuthContext,
+        new: NewWebhookEndpoint,
+        completion: Option<Completion<'_, WebhookEndpointWithSecret>>,
+    ) -> Result<WebhookEndpointWithSecret, StoreError> {
         let events = canonical_events(&new.events);
         let secret = WebhookSecret::generate();
         let model = webhook_endpoint::Model {
@@ -241,8 +254,8 @@ impl Store {
             },
             [auth.environment_id.as_uuid().into()],
         );
-        let (model_ref, lock, actor) = (&model, &lock, &auth.actor());
-        self.transact(|tx| async move {
+        let (model_ref, lock, actor, secret_ref) = (&model, &lock, &auth.actor(), &secret);
+        self.transact_completing(completion, |tx| async move {
             tx.query_one_raw(lock.clone())
                 .await?
                 .ok_or(StoreError::EnvironmentNotFound)?;
@@ -274,14 +287,13 @@ impl Store {
             }
             .record(&tx)
             .await?;
-            Ok(())
+            Ok(WebhookEndpointWithSecret {
+                endpoint: model_ref.clone().try_into()?,
+                secret: secret_ref.clone(),
+                previous_secret_expires_at: None,
+            })
         })
-        .await?;
-        Ok(WebhookEndpointWithSecret {
-            endpoint: model.try_into()?,
-            secret,
-            previous_secret_expires_at: None,
-        })
+        .await
     }
 
     /// `GET /webhook-endpoints`: the environment's endpoints, oldest first (at most
@@ -361,10 +373,20 @@ impl Store {
         auth: &AuthContext,
         id: WebhookEndpointId,
     ) -> Result<WebhookEndpointWithSecret, StoreError> {
+        self.rotate_webhook_secret_idempotent(auth, id, None).await
+    }
+
+    /// [`Store::rotate_webhook_secret`], storing the answer with the request's
+    /// `Idempotency-Key` in the same transaction (a retried rotation rotates once).
+    pub async fn rotate_webhook_secret_idempotent(
+        &self,
+        auth: &AuthContext,
+        id: WebhookEndpointId,
+        completion: Option<Completion<'_, WebhookEndpointWithSecret>>,
+    ) -> Result<WebhookEndpointWithSecret, StoreError> {
         let secret = WebhookSecret::generate();
         let (secret_ref, actor) = (&secret, &auth.actor());
-        let (endpoint, expires_at) = self
-            .transact(|tx| async move {
+        self.transact_completing(completion, |tx| async move {
                 let endpoint = find_live(&tx, auth, id).await?;
                 let expires_at = now() + PREVIOUS_SECRET_VALID_FOR;
                 webhook_endpoint::Entity::update_many()
@@ -396,14 +418,13 @@ impl Store {
                 }
                 .record(&tx)
                 .await?;
-                Ok((endpoint, expires_at))
+                Ok(WebhookEndpointWithSecret {
+                    endpoint: endpoint.try_into()?,
+                    secret: secret_ref.clone(),
+                    previous_secret_expires_at: Some(expires_at),
+                })
             })
-            .await?;
-        Ok(WebhookEndpointWithSecret {
-            endpoint: endpoint.try_into()?,
-            secret,
-            previous_secret_expires_at: Some(expires_at),
-        })
+            .await
     }
 
     /// `POST /webhook-endpoints/{id}/test`: one `webhook.test` delivery to this endpoint,
@@ -413,8 +434,18 @@ impl Store {
         auth: &AuthContext,
         id: WebhookEndpointId,
     ) -> Result<WebhookDelivery, StoreError> {
-        let row = self
-            .transact(|tx| async move {
+        self.send_test_webhook_idempotent(auth, id, None).await
+    }
+
+    /// [`Store::send_test_webhook`], storing the answer with the request's `Idempotency-Key` in
+    /// the same transaction (a retried request queues one test event).
+    pub async fn send_test_webhook_idempotent(
+        &self,
+        auth: &AuthContext,
+        id: WebhookEndpointId,
+        completion: Option<Completion<'_, WebhookDelivery>>,
+    ) -> Result<WebhookDelivery, StoreError> {
+        self.transact_completing(completion, |tx| async move {
                 let endpoint = find_live(&tx, auth, id).await?;
                 if !endpoint.enabled {
                     return Err(StoreError::WebhookEndpointDisabled);
@@ -429,10 +460,10 @@ impl Store {
                 outbox::Entity::find_by_id(delivery.as_uuid())
                     .one(&tx)
                     .await?
-                    .ok_or(StoreError::WebhookEndpointNotFound)
+                    .ok_or(StoreError::WebhookEndpointNotFound)?
+                    .try_into()
             })
-            .await?;
-        row.try_into()
+            .await
     }
 
     /// `GET /webhook-endpoints/{id}/deliveries`: newest first, keyset-paginated.

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use releasedesk_domain::{
     WebhookEndpointId, WebhookEvent, WebhookHost, WebhookPolicy, WebhookUrl,
@@ -20,7 +21,7 @@ use releasedesk_domain::{
 };
 use releasedesk_store::wire::utc_seconds;
 use releasedesk_store::{
-    DeliveryState, NewWebhookEndpoint, Store, WebhookDelivery, WebhookEndpoint,
+    DeliveryState, NewWebhookEndpoint, Store, StoredResponse, WebhookDelivery, WebhookEndpoint,
     WebhookEndpointWithSecret,
 };
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ use crate::ApiError;
 use crate::dto::{Envelope, ListEnvelope, always_true};
 use crate::error::ErrorBody;
 use crate::extract::{Auth, JsonBody, WebhookEndpointPath};
+use crate::idempotency::{self, Idempotency};
 
 /// How long the API waits for DNS when checking a new endpoint's host.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -278,8 +280,9 @@ fn delivery_state_schema() -> RefOr<Schema> {
 pub async fn create(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     JsonBody(body): JsonBody<CreateWebhookEndpointBody>,
-) -> Result<(StatusCode, Json<Envelope<WebhookEndpointWithSecretDto>>), ApiError> {
+) -> Result<Response, ApiError> {
     let policy = store.options().webhooks;
     let url = body
         .url
@@ -316,18 +319,29 @@ pub async fn create(
             .collect::<Result<Vec<_>, _>>()?,
     };
     check_destination(&url, policy).await?;
+    let render = |e: &WebhookEndpointWithSecret| with_secret_json(StatusCode::CREATED, e);
     let created = store
-        .create_webhook_endpoint(
+        .create_webhook_endpoint_idempotent(
             &auth,
             NewWebhookEndpoint {
                 url,
                 description,
                 events,
             },
+            idem.completion(&render),
         )
         .await?;
     tracing::info!(webhook_endpoint_id = %created.endpoint.id, "webhook endpoint created");
-    Ok((StatusCode::CREATED, Json(Envelope::new(created))))
+    Ok(idem.respond(&created, &render))
+}
+
+/// An endpoint with its secret in the success envelope, as the client receives it (and as a
+/// replay of the same `Idempotency-Key` receives it again).
+fn with_secret_json(status: StatusCode, e: &WebhookEndpointWithSecret) -> StoredResponse {
+    idempotency::json(
+        status,
+        &Envelope::<WebhookEndpointWithSecretDto>::new(e.clone()),
+    )
 }
 
 fn subscribable_list() -> String {
@@ -467,11 +481,15 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     WebhookEndpointPath(id): WebhookEndpointPath,
-) -> Result<Json<Envelope<WebhookEndpointWithSecretDto>>, ApiError> {
-    let rotated = store.rotate_webhook_secret(&auth, id).await?;
+) -> Result<Response, ApiError> {
+    let render = |e: &WebhookEndpointWithSecret| with_secret_json(StatusCode::OK, e);
+    let rotated = store
+        .rotate_webhook_secret_idempotent(&auth, id, idem.completion(&render))
+        .await?;
     tracing::info!(webhook_endpoint_id = %rotated.endpoint.id, "webhook secret rotated");
-    Ok(Json(Envelope::new(rotated)))
+    Ok(idem.respond(&rotated, &render))
 }
 
 /// Send a `webhook.test` event to the endpoint.
@@ -494,10 +512,19 @@ pub async fn rotate_secret(
 pub async fn send_test(
     State(store): State<Store>,
     Auth(auth): Auth,
+    idem: Idempotency,
     WebhookEndpointPath(id): WebhookEndpointPath,
-) -> Result<(StatusCode, Json<Envelope<WebhookDeliveryDto>>), ApiError> {
-    let delivery = store.send_test_webhook(&auth, id).await?;
-    Ok((StatusCode::ACCEPTED, Json(Envelope::new(delivery))))
+) -> Result<Response, ApiError> {
+    let render = |d: &WebhookDelivery| {
+        idempotency::json(
+            StatusCode::ACCEPTED,
+            &Envelope::<WebhookDeliveryDto>::new(d.clone()),
+        )
+    };
+    let delivery = store
+        .send_test_webhook_idempotent(&auth, id, idem.completion(&render))
+        .await?;
+    Ok(idem.respond(&delivery, &render))
 }
 
 /// List the endpoint's deliveries, newest first.
