@@ -7,6 +7,7 @@ mod m20261127_000002_numbers_and_agents;
 mod m20261127_000003_release_requests;
 mod m20261127_000004_audit_and_outbox;
 mod m20261127_000005_staff;
+mod m20261128_000006_sign_in_throttle;
 mod m20261128_000007_webhooks;
 mod m20261128_000008_idempotency;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_release_requests::Migration),
             Box::new(m20261127_000004_audit_and_outbox::Migration),
             Box::new(m20261127_000005_staff::Migration),
+            Box::new(m20261128_000006_sign_in_throttle::Migration),
             Box::new(m20261128_000007_webhooks::Migration),
             Box::new(m20261128_000008_idempotency::Migration),
         ]

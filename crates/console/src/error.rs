@@ -14,6 +14,9 @@ use releasedesk_store::StoreError;
 
 use crate::view::Layout;
 
+/// Seconds a "busy" answer asks the client to wait: a few checks' time.
+const BUSY_RETRY_AFTER: &str = "2";
+
 #[derive(Debug, thiserror::Error)]
 pub enum HtmlError {
     #[error("not found: {0}")]
@@ -23,6 +26,9 @@ pub enum HtmlError {
     Forbidden,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// Too many sign-ins are being checked already: nothing was checked or counted.
+    #[error("busy: the sign-in line is full")]
+    Busy,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -83,6 +89,13 @@ impl IntoResponse for HtmlError {
                 title: "Bad request",
                 message: why.clone(),
             },
+            HtmlError::Busy => ErrorPage {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Busy",
+                message: "Too many sign-ins are being checked right now. Nothing was checked or \
+                          counted; please try again in a few seconds."
+                    .into(),
+            },
             HtmlError::Internal(cause) => {
                 tracing::error!(error = %error_chain(cause.as_ref()), "console request failed");
                 ErrorPage {
@@ -98,6 +111,12 @@ impl IntoResponse for HtmlError {
             tracing::warn!("console POST refused: CSRF token missing or wrong");
         }
         let mut res = page.status.into_response();
+        if matches!(self, HtmlError::Busy) {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(BUSY_RETRY_AFTER),
+            );
+        }
         res.extensions_mut().insert(page);
         res
     }

@@ -10,6 +10,7 @@
 //! security headers (`security::headers`); every error renders through one type
 //! ([`HtmlError`]).
 
+mod client;
 mod cookies;
 mod csv;
 mod error;
@@ -31,6 +32,7 @@ use axum::routing::{get, post};
 use releasedesk_domain::{EmailAddress, StaffId};
 use releasedesk_store::{SignInThrottle, Store, StoreError};
 
+pub use client::{TrustedProxies, TrustedProxiesError};
 pub use error::HtmlError;
 pub use password::MIN_PASSWORD_CHARS;
 
@@ -47,7 +49,17 @@ pub struct ConsoleConfig {
     pub absolute_timeout: Duration,
     /// How failed sign-ins are slowed down.
     pub sign_in_throttle: SignInThrottle,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// How many sign-in passwords are checked at once (each check holds Argon2's 19 MiB).
+    pub password_checks: usize,
+    /// How many more sign-ins may wait for a check; beyond that one is answered "busy".
+    pub password_queue: usize,
 }
+
+/// At most this many password checks at once by default, however many CPUs there are: each
+/// holds 19 MiB, and staff sign-ins never need more throughput than this gives.
+const MAX_DEFAULT_PASSWORD_CHECKS: usize = 4;
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
@@ -56,8 +68,18 @@ impl Default for ConsoleConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 60 * 60),
             sign_in_throttle: SignInThrottle::default(),
+            trusted_proxies: TrustedProxies::default(),
+            password_checks: default_password_checks(),
+            password_queue: 4 * default_password_checks(),
         }
     }
+}
+
+/// One check per CPU, up to [`MAX_DEFAULT_PASSWORD_CHECKS`].
+pub fn default_password_checks() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_DEFAULT_PASSWORD_CHECKS)
 }
 
 /// Forms are small; anything bigger is not a console form.

@@ -8,10 +8,8 @@
 //! and compares the form's `csrf_token` with the session's in constant time before the handler
 //! runs, so no handler can forget the check.
 
-use std::net::SocketAddr;
-
 use axum::Form;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use releasedesk_store::StaffSession;
@@ -71,14 +69,6 @@ fn to_sign_in(parts: &Parts) -> Redirect {
     } else {
         Redirect::to("/console/login")
     }
-}
-
-/// The peer address (the server serves with connect info); `None` in tests that don't set it.
-pub(crate) fn remote_addr(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
 }
 
 /// A form with the CSRF token field.

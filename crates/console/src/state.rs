@@ -6,17 +6,23 @@ use chrono::TimeDelta;
 use releasedesk_store::Store;
 
 use crate::ConsoleConfig;
+use crate::password::PasswordChecks;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub store: Store,
     pub config: Arc<ConsoleConfig>,
+    pub passwords: Arc<PasswordChecks>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ConsoleConfig) -> Self {
         Self {
             store,
+            passwords: Arc::new(PasswordChecks::new(
+                config.password_checks,
+                config.password_queue,
+            )),
             config: Arc::new(config),
         }
     }

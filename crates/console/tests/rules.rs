@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{Backend, STAFF_EMAIL, STAFF_PASSWORD, TestApp};
+use common::{Backend, Browser, Page, STAFF_EMAIL, STAFF_PASSWORD, SignInForm, TestApp};
 use releasedesk_console::ConsoleConfig;
 use releasedesk_store::SignInThrottle;
 
@@ -25,9 +25,13 @@ on_both_backends!(
     a_second_approve_says_already_decided,
     reject_needs_a_note_of_10_to_500_characters,
     reject_normalises_line_endings_and_is_terminal,
-    failed_sign_ins_are_throttled_per_account,
-    failed_sign_ins_are_throttled_per_address,
+    a_parallel_burst_of_wrong_passwords_is_counted_one_by_one,
+    another_address_hammering_does_not_lock_the_real_user_out,
+    a_distributed_guesser_delays_new_addresses_but_never_a_known_one,
+    one_address_spraying_many_accounts_is_locked,
     the_lock_is_bounded,
+    x_forwarded_for_counts_only_from_a_trusted_proxy,
+    a_full_password_check_line_answers_busy_at_once,
     unknown_email_and_wrong_password_get_the_same_answer,
     sign_out_ends_the_session_on_the_server,
     sign_in_issues_a_new_session_id,
@@ -506,79 +510,199 @@ async fn reject_normalises_line_endings_and_is_terminal(b: Backend) {
     );
 }
 
-async fn failed_sign_ins_are_throttled_per_account(b: Backend) {
-    let app = TestApp::start(b).await;
-    let attacker = app.browser().at_address("203.0.113.7:5000");
-    for i in 0..5 {
-        // A new address each time: only the account key can be what locks.
-        let from = attacker.at_address(&format!("203.0.113.{}:5000", 10 + i));
-        let res = from.sign_in(STAFF_EMAIL, "wrong password!!").await;
-        let text = res.flash().unwrap().1;
-        if i < 4 {
-            assert_eq!(
-                text,
-                "That email and password do not match an active staff account."
-            );
-        } else {
-            assert!(
-                text.starts_with("Too many failed sign-ins. Try again in 1 minute"),
-                "{text}"
-            );
-        }
-    }
-    // Now even the right password is refused, without a session, from anywhere.
-    let user = app.browser().at_address("198.51.100.1:4000");
-    let res = user.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await;
-    assert!(
-        res.flash()
-            .unwrap()
-            .1
-            .starts_with("Too many failed sign-ins.")
-    );
-    assert!(user.cookie("rd_session").is_none());
-    let failed = app
-        .store
+const FAILED: &str = "That email and password do not match an active staff account.";
+const WRONG: &str = "wrong password!!";
+
+fn is_locked(page: &Page) -> bool {
+    page.flash()
+        .is_some_and(|(_, text)| text.starts_with("Too many failed sign-ins. Try again in"))
+}
+
+fn is_failed(page: &Page) -> bool {
+    page.flash().is_some_and(|(_, text)| text == FAILED)
+}
+
+fn is_signed_in(page: &Page) -> bool {
+    page.flash().is_some_and(|(kind, _)| kind == "success")
+        && page.set_cookie("rd_session").is_some()
+}
+
+/// Failed sign-ins whose password was checked (refused ones are not recorded).
+async fn checked_failures(app: &TestApp) -> usize {
+    app.store
         .list_audit(&releasedesk_store::AuditFilter {
             action: Some(releasedesk_store::AuditAction::StaffSignInFailed),
-            limit: 100,
+            limit: 1000,
             ..Default::default()
         })
         .await
-        .unwrap();
-    assert_eq!(
-        failed.len(),
-        5,
-        "refused attempts while locked are not counted"
-    );
-    assert_eq!(failed[0].actor_label, STAFF_EMAIL);
+        .unwrap()
+        .len()
 }
 
-async fn failed_sign_ins_are_throttled_per_address(b: Backend) {
+/// Sends every form at once, each from a task of its own, and returns the answers.
+async fn submit_all(forms: Vec<SignInForm>, email: &str, password: &str) -> Vec<Page> {
+    let tasks: Vec<_> = forms
+        .into_iter()
+        .map(|form| {
+            let (email, password) = (email.to_owned(), password.to_owned());
+            tokio::spawn(async move { form.submit(&email, &password).await })
+        })
+        .collect();
+    futures::future::try_join_all(tasks).await.unwrap()
+}
+
+/// Signs in as a person would: when the console answers "busy, try again", tries again.
+async fn sign_in_like_a_person(browser: &Browser, email: &str, password: &str) -> Page {
+    for _ in 0..100 {
+        let page = browser.sign_in(email, password).await;
+        if page.status != StatusCode::SERVICE_UNAVAILABLE {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the console stayed busy");
+}
+
+async fn a_parallel_burst_of_wrong_passwords_is_counted_one_by_one(b: Backend) {
+    // A line long enough that every attempt of the burst is admitted: the throttle alone decides.
+    let app = TestApp::with_config(
+        b,
+        ConsoleConfig {
+            password_queue: 64,
+            ..ConsoleConfig::default()
+        },
+    )
+    .await;
+    let attacker = app.browser().at_address("203.0.113.7:5000");
+    let mut forms = Vec::new();
+    for _ in 0..40 {
+        forms.push(attacker.fresh().ready_to_sign_in().await);
+    }
+    let answers = submit_all(forms, STAFF_EMAIL, WRONG).await;
+
+    let failed = answers.iter().filter(|p| is_failed(p)).count();
+    let locked = answers.iter().filter(|p| is_locked(p)).count();
+    assert_eq!(
+        failed + locked,
+        40,
+        "every answer is a failure or a lock, none an error: {:?}",
+        answers.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        checked_failures(&app).await,
+        5,
+        "exactly the limit of passwords were checked"
+    );
+    assert_eq!(failed, 4, "the fifth failure starts the lock");
+
+    // The right password right after the burst, from the same address: refused too.
+    let user = attacker.fresh();
+    let res = user.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await;
+    assert!(is_locked(&res), "{:?}", res.flash());
+    assert!(user.cookie("rd_session").is_none());
+    assert_eq!(checked_failures(&app).await, 5);
+}
+
+async fn another_address_hammering_does_not_lock_the_real_user_out(b: Backend) {
     let app = TestApp::start(b).await;
     let attacker = app.browser().at_address("203.0.113.7:5000");
-    for i in 0..5 {
-        attacker
-            .sign_in(&format!("guess{i}@support.example"), "wrong password!!")
-            .await;
+    let mut forms = Vec::new();
+    for _ in 0..30 {
+        forms.push(attacker.fresh().ready_to_sign_in().await);
     }
-    // The real user at that address waits; the real user elsewhere is unaffected.
-    let same_address = attacker.fresh();
-    let res = same_address.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await;
+    // The real user, at their own address (never used before), signs in during the hammering.
+    let user = app.browser().at_address("198.51.100.1:4000");
+    let hammering = tokio::spawn(submit_all(forms, STAFF_EMAIL, WRONG));
+    let res = sign_in_like_a_person(&user, STAFF_EMAIL, STAFF_PASSWORD).await;
+    assert!(is_signed_in(&res), "{:?}", res.flash());
+    let answers = hammering.await.unwrap();
     assert!(
-        res.flash()
-            .unwrap()
-            .1
-            .starts_with("Too many failed sign-ins.")
+        answers
+            .iter()
+            .all(|p| is_failed(p) || is_locked(p) || p.status == StatusCode::SERVICE_UNAVAILABLE),
+        "no errors under the burst"
     );
+
+    // The attacker goes on, one a second would do as well: the user still gets in.
+    for _ in 0..5 {
+        assert!(is_locked(
+            &attacker.fresh().sign_in(STAFF_EMAIL, WRONG).await
+        ));
+    }
+    let again = user.fresh();
+    assert!(is_signed_in(
+        &again.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
+}
+
+async fn a_distributed_guesser_delays_new_addresses_but_never_a_known_one(b: Backend) {
+    let app = TestApp::start(b).await;
+    // The user has signed in from home before: that address is known to the account.
+    let home = app.browser().at_address("198.51.100.1:4000");
+    assert!(is_signed_in(
+        &home.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
+
+    // Ten rotating addresses guess until each is locked: 10 × 5 failures reach the account's
+    // limit for addresses it has not signed in from.
+    for i in 0..10 {
+        let from = app
+            .browser()
+            .at_address(&format!("203.0.113.{}:5000", 10 + i));
+        for _ in 0..6 {
+            from.fresh().sign_in(STAFF_EMAIL, WRONG).await;
+        }
+    }
+    assert_eq!(checked_failures(&app).await, 50);
+    let eleventh = app.browser().at_address("203.0.113.99:5000");
+    assert!(
+        is_locked(&eleventh.sign_in(STAFF_EMAIL, WRONG).await),
+        "a new address is refused without a check"
+    );
+    assert_eq!(checked_failures(&app).await, 50);
+
+    // From home the user gets in; from a café never used before they wait (the trade-off).
+    assert!(is_signed_in(
+        &home.fresh().sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
+    let cafe = app.browser().at_address("192.0.2.50:1234");
+    assert!(is_locked(&cafe.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await));
+    assert!(cafe.cookie("rd_session").is_none());
+}
+
+async fn one_address_spraying_many_accounts_is_locked(b: Backend) {
+    let app = TestApp::start(b).await;
+    let sprayer = app.browser().at_address("203.0.113.7:5000");
+    for i in 0..19 {
+        let res = sprayer
+            .sign_in(&format!("guess{i}@support.example"), WRONG)
+            .await;
+        assert!(is_failed(&res), "guess {i}: {:?}", res.flash());
+    }
+    // A colleague behind the same address signs in with the 20th attempt: it is given back, so
+    // the address is not locked by it.
+    let colleague = sprayer.fresh();
+    assert!(is_signed_in(
+        &colleague.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
+    assert!(is_locked(
+        &sprayer.sign_in("guess19@support.example", WRONG).await
+    ));
+    // Now the address is refused whatever account it names; the user elsewhere is not.
+    assert!(is_locked(
+        &sprayer.fresh().sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
     let elsewhere = app.browser().at_address("198.51.100.1:4000");
-    let res = elsewhere.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await;
-    assert_eq!(res.flash().unwrap().0, "success");
-    assert!(elsewhere.cookie("rd_session").is_some());
+    assert!(is_signed_in(
+        &elsewhere.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
+    assert_eq!(checked_failures(&app).await, 20);
 }
 
 async fn the_lock_is_bounded(b: Backend) {
     let throttle = SignInThrottle {
-        free_failures: 2,
+        account_at_address: 2,
         // Long enough that a loaded test machine still sees the lock running, short enough to wait out.
         first_lock: chrono::TimeDelta::seconds(2),
         max_lock: chrono::TimeDelta::seconds(3),
@@ -594,42 +718,157 @@ async fn the_lock_is_bounded(b: Backend) {
     .await;
     let browser = app.browser();
     for _ in 0..2 {
-        browser.sign_in(STAFF_EMAIL, "wrong password!!").await;
+        browser.sign_in(STAFF_EMAIL, WRONG).await;
     }
-    assert!(
-        browser
-            .sign_in(STAFF_EMAIL, STAFF_PASSWORD)
-            .await
-            .flash()
-            .unwrap()
-            .1
-            .starts_with("Too many")
-    );
+    assert!(is_locked(
+        &browser.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // One more failure after the lock: locked again, for longer but never beyond the cap.
-    browser.sign_in(STAFF_EMAIL, "wrong password!!").await;
-    assert!(
-        browser
-            .sign_in(STAFF_EMAIL, STAFF_PASSWORD)
-            .await
-            .flash()
-            .unwrap()
-            .1
-            .starts_with("Too many")
-    );
+    assert!(is_locked(&browser.sign_in(STAFF_EMAIL, WRONG).await));
+    assert!(is_locked(
+        &browser.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    ));
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let res = browser.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await;
-    assert_eq!(
-        res.flash().unwrap().0,
-        "success",
+    assert!(
+        is_signed_in(&res),
         "the real user gets in once the lock ends"
     );
-    // Success clears the account's count: a typo afterwards does not lock at once.
-    let other = app.browser().at_address("198.51.100.2:1");
-    let res = other.sign_in(STAFF_EMAIL, "wrong password!!").await;
+    // Success clears the account's count at this address: a typo afterwards does not lock.
+    let res = browser.fresh().sign_in(STAFF_EMAIL, WRONG).await;
+    assert!(is_failed(&res), "{:?}", res.flash());
+}
+
+async fn x_forwarded_for_counts_only_from_a_trusted_proxy(b: Backend) {
+    let app = TestApp::with_config(
+        b,
+        ConsoleConfig {
+            trusted_proxies: "10.0.0.1".parse().unwrap(),
+            ..ConsoleConfig::default()
+        },
+    )
+    .await;
+    // From an untrusted peer the header is ignored: rotating it buys no fresh guesses.
+    let attacker = app.browser().at_address("203.0.113.7:5000");
+    for i in 0..5 {
+        attacker
+            .fresh()
+            .with_header("x-forwarded-for", &format!("198.51.100.{i}"))
+            .sign_in(STAFF_EMAIL, WRONG)
+            .await;
+    }
+    let res = attacker
+        .fresh()
+        .with_header("x-forwarded-for", "198.51.100.200")
+        .sign_in(STAFF_EMAIL, STAFF_PASSWORD)
+        .await;
+    assert!(is_locked(&res), "the peer's lock holds: {:?}", res.flash());
+
+    // Through the trusted proxy the client is the right-most hop the proxy appended.
+    let proxy = app.browser().at_address("10.0.0.1:40000");
+    let behind = |hops: &str| proxy.fresh().with_header("x-forwarded-for", hops);
+    assert!(is_locked(
+        &behind("203.0.113.7")
+            .sign_in(STAFF_EMAIL, STAFF_PASSWORD)
+            .await
+    ));
+    assert!(
+        is_locked(
+            &behind("198.51.100.77, 203.0.113.7")
+                .sign_in(STAFF_EMAIL, STAFF_PASSWORD)
+                .await
+        ),
+        "a forged hop left of the proxy's is not believed"
+    );
+    assert!(is_signed_in(
+        &behind("203.0.113.7, 198.51.100.50")
+            .sign_in(STAFF_EMAIL, STAFF_PASSWORD)
+            .await
+    ));
+    let signed_in = app
+        .store
+        .list_audit(&releasedesk_store::AuditFilter {
+            action: Some(releasedesk_store::AuditAction::StaffSignedIn),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let detail: serde_json::Value =
+        serde_json::from_str(signed_in[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["remote_addr"], "198.51.100.50");
+}
+
+/// An Argon2id hash whose check takes seconds (many passes over little memory), so a test can
+/// hold the single password check for as long as it needs.
+const SLOW_HASH: &str = "$argon2id$v=19$m=1024,t=3000,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                         AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+async fn a_full_password_check_line_answers_busy_at_once(b: Backend) {
+    let app = TestApp::with_config(
+        b,
+        ConsoleConfig {
+            password_checks: 1,
+            password_queue: 0,
+            ..ConsoleConfig::default()
+        },
+    )
+    .await;
+    let slow = releasedesk_domain::EmailAddress::parse("slow@support.example").unwrap();
+    app.store
+        .add_staff(&slow, "Slow Hash", SLOW_HASH)
+        .await
+        .unwrap();
+    // One sign-in takes the only check for seconds; while it runs, every other sign-in is
+    // answered "busy" without being checked. (Should a probe take the check first, the holder
+    // is the one answered busy: start it again.)
+    let mut probes = 0;
+    let mut checked_meanwhile = 0;
+    let mut busy = None;
+    let mut holding = None;
+    while busy.is_none() {
+        let holder = app
+            .browser()
+            .at_address("198.51.100.1:1")
+            .ready_to_sign_in()
+            .await;
+        let task = tokio::spawn(async move { holder.submit("slow@support.example", WRONG).await });
+        while !task.is_finished() {
+            probes += 1;
+            assert!(probes < 500, "no sign-in was ever answered busy");
+            let page = app
+                .browser()
+                .at_address(&format!("203.0.113.{}:1", probes % 250))
+                .sign_in(&format!("nobody{probes}@support.example"), WRONG)
+                .await;
+            if page.status == StatusCode::SERVICE_UNAVAILABLE {
+                busy = Some(page);
+                break;
+            }
+            assert!(is_failed(&page), "{:?} {:?}", page.status, page.flash());
+            checked_meanwhile += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        holding = Some(task);
+    }
+    let busy = busy.unwrap();
     assert_eq!(
-        res.flash().unwrap().1,
-        "That email and password do not match an active staff account."
+        busy.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("2")
+    );
+    assert!(
+        busy.body
+            .contains("Too many sign-ins are being checked right now")
+    );
+    assert!(busy.set_cookie("rd_session").is_none());
+
+    let held = holding.unwrap().await.unwrap();
+    assert!(is_failed(&held), "the long check ends normally");
+    assert_eq!(
+        checked_failures(&app).await,
+        checked_meanwhile + 1,
+        "the busy answer counted nothing"
     );
 }
 

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use releasedesk_console::TrustedProxies;
 use releasedesk_domain::EmailAddress;
 use releasedesk_notify::{NotifyConfig, RecordingCarrier, Worker};
 use releasedesk_store::{Store, StoreOptions};
@@ -92,19 +93,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         ready.clone(),
         public_url.starts_with("https://"),
+        config.trusted_proxies.clone(),
     );
     let token = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    }));
+    let limits = config.http;
+    tasks.push(tokio::spawn(crate::http::serve(
+        listener, router, limits, token,
+    )));
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
@@ -158,7 +153,12 @@ pub fn build_worker(
     Worker::new(store.clone(), notify, Arc::new(RecordingCarrier))
 }
 
-fn router(store: Store, ready: Arc<AtomicBool>, secure_cookies: bool) -> Router {
+fn router(
+    store: Store,
+    ready: Arc<AtomicBool>,
+    secure_cookies: bool,
+    trusted_proxies: TrustedProxies,
+) -> Router {
     let health = Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -167,6 +167,7 @@ fn router(store: Store, ready: Arc<AtomicBool>, secure_cookies: bool) -> Router 
         store.clone(),
         releasedesk_console::ConsoleConfig {
             secure_cookies,
+            trusted_proxies,
             ..Default::default()
         },
     );

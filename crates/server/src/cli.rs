@@ -233,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 mail,
                 webhooks,
                 no_worker: false,
+                edges: Default::default(),
             });
             let store = open_with(&config).await?;
             let public_url = config

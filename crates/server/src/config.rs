@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 use clap::builder::BoolishValueParser;
+use releasedesk_console::TrustedProxies;
 use releasedesk_domain::WebhookPolicy;
+
+use crate::http::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpLimits,
+};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://releasedesk.db?mode=rwc";
 
@@ -84,6 +89,68 @@ pub struct ServeArgs {
     /// Serve API and console only; run the outbox worker elsewhere (`releasedesk worker`).
     #[arg(long, env = "RELEASEDESK_NO_WORKER")]
     pub no_worker: bool,
+    #[command(flatten)]
+    pub edges: EdgeArgs,
+}
+
+/// How the server holds up against slow clients and hostile sign-ins (see `docs/security.md`).
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// How long a request's headers may take to arrive, counted from the moment the connection
+    /// is ready for a request (so an idle keep-alive connection closes after it too).
+    #[arg(long, env = "RELEASEDESK_HEADER_TIMEOUT", default_value = "10s", value_parser = timeout_or(DEFAULT_HEADER_TIMEOUT))]
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive, and its answer to be ready, after its
+    /// headers (answered 408 beyond).
+    #[arg(long, env = "RELEASEDESK_BODY_TIMEOUT", default_value = "30s", value_parser = timeout_or(DEFAULT_BODY_TIMEOUT))]
+    pub body_timeout: Duration,
+    /// The most connections open at once: at the limit idle ones are closed and new ones wait.
+    #[arg(long, env = "RELEASEDESK_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = parse_max_connections)]
+    pub max_connections: usize,
+    /// Reverse proxies (comma-separated addresses and CIDR blocks) whose `X-Forwarded-For`
+    /// names the client; from any other peer the header is ignored.
+    #[arg(long, env = "RELEASEDESK_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Default for EdgeArgs {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: TrustedProxies::default(),
+        }
+    }
+}
+
+/// A duration such as `10s`, `1m 30s` or `500ms`, more than zero; empty means `default`.
+fn timeout_or(
+    default: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |s: &str| match s.trim() {
+        "" => Ok(default),
+        s => match humantime::parse_duration(s) {
+            Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+            Ok(d) => Ok(d),
+            Err(e) => Err(format!("{e} (write it like 10s, 90s or 2m)")),
+        },
+    }
+}
+
+/// A whole number from 1 to 1,000,000; empty means the default.
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    match s.trim() {
+        "" => Ok(DEFAULT_MAX_CONNECTIONS),
+        s => match s.parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to 1000000".into()),
+        },
+    }
+}
+
+fn parse_trusted_proxies(s: &str) -> Result<TrustedProxies, String> {
+    s.parse().map_err(|e| format!("{e}"))
 }
 
 /// Everything `start` needs, resolved from flags and environment (or built by tests).
@@ -104,6 +171,10 @@ pub struct ServeConfig {
     pub webhooks: WebhookPolicy,
     /// How long one webhook delivery attempt may take.
     pub webhook_timeout: Duration,
+    /// Timeouts and the connection bound of the HTTP server.
+    pub http: HttpLimits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServeConfig {
@@ -122,6 +193,12 @@ impl ServeConfig {
             max_connections: None,
             webhooks: args.webhooks.policy(),
             webhook_timeout: releasedesk_notify::webhook::WEBHOOK_TIMEOUT,
+            http: HttpLimits {
+                header_timeout: args.edges.header_timeout,
+                body_timeout: args.edges.body_timeout,
+                max_connections: args.edges.max_connections,
+            },
+            trusted_proxies: args.edges.trusted_proxies,
         }
     }
 
@@ -141,6 +218,8 @@ impl ServeConfig {
             max_connections: Some(8),
             webhooks: WebhookPolicy::default(),
             webhook_timeout: releasedesk_notify::webhook::WEBHOOK_TIMEOUT,
+            http: HttpLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -151,5 +230,82 @@ impl ServeConfig {
             .unwrap_or_else(|| format!("http://{bound}"))
             .trim_end_matches('/')
             .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        edges: EdgeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<EdgeArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("releasedesk").chain(args.iter().copied()))
+            .map(|cli| cli.edges)
+    }
+
+    #[test]
+    fn the_edges_default_to_the_documented_values() {
+        let edges = parse(&[]).unwrap();
+        assert_eq!(edges.header_timeout, Duration::from_secs(10));
+        assert_eq!(edges.body_timeout, Duration::from_secs(30));
+        assert_eq!(edges.max_connections, 1024);
+        assert!(edges.trusted_proxies.is_empty());
+        let limits = HttpLimits::default();
+        assert_eq!(
+            (
+                limits.header_timeout,
+                limits.body_timeout,
+                limits.max_connections
+            ),
+            (
+                edges.header_timeout,
+                edges.body_timeout,
+                edges.max_connections
+            ),
+            "the library's defaults are the command line's"
+        );
+    }
+
+    #[test]
+    fn edge_settings_parse_durations_and_lists_and_empty_means_default() {
+        let edges = parse(&[
+            "--header-timeout=2s",
+            "--body-timeout=1m 30s",
+            "--max-connections=64",
+            "--trusted-proxies=10.0.0.0/8, ::1",
+        ])
+        .unwrap();
+        assert_eq!(edges.header_timeout, Duration::from_secs(2));
+        assert_eq!(edges.body_timeout, Duration::from_secs(90));
+        assert_eq!(edges.max_connections, 64);
+        assert!(edges.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(edges.trusted_proxies.contains("::1".parse().unwrap()));
+
+        let empty = parse(&[
+            "--header-timeout=",
+            "--body-timeout=",
+            "--max-connections=",
+            "--trusted-proxies=",
+        ])
+        .unwrap();
+        assert_eq!(empty.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(empty.body_timeout, DEFAULT_BODY_TIMEOUT);
+        assert_eq!(empty.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert!(empty.trusted_proxies.is_empty());
+
+        for bad in [
+            "--header-timeout=0s",
+            "--body-timeout=soon",
+            "--max-connections=0",
+            "--trusted-proxies=proxy.internal",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
     }
 }

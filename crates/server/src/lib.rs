@@ -5,8 +5,10 @@ pub mod app;
 pub mod cli;
 pub mod config;
 mod demo;
+pub mod http;
 pub mod request_id;
 pub mod telemetry;
 
 pub use app::{RunningServer, start};
 pub use config::{MailArgs, ServeConfig};
+pub use http::HttpLimits;

@@ -20,6 +20,7 @@ mod numbers;
 mod outbox;
 mod paging;
 mod requests;
+mod sign_in;
 mod staff;
 mod time;
 mod tokens;
@@ -39,7 +40,8 @@ pub use idempotency::{
 pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, OutboxState};
 pub use paging::{Cursor, Page};
 pub use requests::{ListFilter, OPEN_COUNT_CAP, QueueFilter, QueueItem, RequestDetail};
-pub use staff::{NewStaffSession, SignInThrottle, StaffAccount, StaffSession};
+pub use sign_in::{Reservation, SignInAttempt, SignInThrottle, SignInTicket};
+pub use staff::{NewStaffSession, StaffAccount, StaffSession};
 pub use time::now;
 pub use tokens::{AuthContext, IssuedToken, TokenInfo};
 pub use transitions::{CarrierReceipt, ReleaseOutcome};

@@ -1,4 +1,4 @@
-//! Staff accounts, console sessions and the sign-in throttle.
+//! Staff accounts and console sessions (the sign-in throttle is in `sign_in`).
 //!
 //! The store keeps no secrets in the clear and does no cryptography: the console hashes
 //! passwords (Argon2id) and session ids (SHA-256) and hands the store only the results, so a
@@ -9,13 +9,11 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use releasedesk_domain::{EmailAddress, StaffId};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::audit::Event;
-use crate::entities::{login_throttle, staff_session, staff_user};
-use crate::{Actor, AuditAction, Backend, Store, StoreError, now};
+use crate::entities::{staff_session, staff_user};
+use crate::{Actor, AuditAction, SignInTicket, Store, StoreError, now};
 
 /// A staff account, as sign-in needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,50 +69,6 @@ pub struct NewStaffSession<'a> {
     /// The id hash of a session the browser still carried: removed in the same transaction, so
     /// a session id planted before sign-in never becomes a signed-in one.
     pub replaces: Option<&'a str>,
-}
-
-/// How failed sign-ins slow down guessing without locking anyone out for good.
-///
-/// Each key (an account, a remote address) gets `free_failures` failures within `window`; the
-/// failure that reaches the limit locks the key for `first_lock`, each further one doubles the
-/// lock up to `max_lock`. A window that has passed, with no lock running, starts again from zero;
-/// a successful sign-in clears the account's key (not the address's: one valid login must not
-/// buy an address fresh guesses at other accounts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignInThrottle {
-    pub free_failures: i32,
-    pub window: TimeDelta,
-    pub first_lock: TimeDelta,
-    pub max_lock: TimeDelta,
-}
-
-impl Default for SignInThrottle {
-    fn default() -> Self {
-        Self {
-            free_failures: 5,
-            window: TimeDelta::minutes(15),
-            first_lock: TimeDelta::seconds(30),
-            max_lock: TimeDelta::minutes(15),
-        }
-    }
-}
-
-impl SignInThrottle {
-    /// The lock after `failures` failures in the window, if any.
-    pub fn lock_for(&self, failures: i32) -> Option<TimeDelta> {
-        let over = failures.checked_sub(self.free_failures)?;
-        if over < 0 {
-            return None;
-        }
-        // 2^over, saturating long before it could overflow: the cap is reached after a few steps.
-        let factor = 1i32.checked_shl(over.min(20) as u32).unwrap_or(i32::MAX);
-        Some(
-            self.first_lock
-                .checked_mul(factor)
-                .unwrap_or(self.max_lock)
-                .min(self.max_lock),
-        )
-    }
 }
 
 const MAX_NAME_CHARS: usize = 100;
@@ -180,115 +134,16 @@ impl Store {
             }))
     }
 
-    /// The latest lock still running on any of `keys`.
-    pub async fn sign_in_locked_until(
-        &self,
-        keys: &[String],
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let at = now();
-        let rows = login_throttle::Entity::find()
-            .filter(login_throttle::Column::Key.is_in(keys.iter().cloned()))
-            .all(self.reader())
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| r.locked_until)
-            .filter(|&l| l > at)
-            .max())
-    }
-
-    /// Counts a failed sign-in against each of `keys` and records it in the audit log, in one
-    /// transaction. `account` is the account the email named, if any: an unknown email is not
-    /// written to the log (people type passwords into the email field).
-    pub async fn record_sign_in_failure(
-        &self,
-        keys: &[String],
-        policy: &SignInThrottle,
-        account: Option<&StaffAccount>,
-        remote_addr: Option<&str>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let at = now();
-        self.transact(|tx| async move {
-            let mut locked = None;
-            for key in keys {
-                let until = self.count_failure(&tx, key, policy, at).await?;
-                locked = locked.max(until);
-            }
-            let actor = account.map_or(Actor::System, StaffAccount::actor);
-            Event {
-                actor: &actor,
-                action: AuditAction::StaffSignInFailed,
-                environment_id: None,
-                request_id: None,
-                phone_number_id: None,
-                detail: Some(serde_json::json!({
-                    "remote_addr": remote_addr,
-                    "known_account": account.is_some(),
-                    "locked_until": locked.map(|l: DateTime<Utc>| l.to_rfc3339()),
-                })),
-            }
-            .record(&tx)
-            .await?;
-            Ok(locked)
-        })
-        .await
-    }
-
-    async fn count_failure(
-        &self,
-        tx: &impl ConnectionTrait,
-        key: &str,
-        policy: &SignInThrottle,
-        at: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        // Insert-if-missing first, so two concurrent first failures cannot collide on the key.
-        tx.execute_raw(self.stmt(
-            "INSERT INTO login_throttle (\"key\", failures, window_started_at, locked_until) \
-             VALUES ($1, 0, $2, NULL) ON CONFLICT (\"key\") DO NOTHING",
-            [key.into(), at.into()],
-        ))
-        .await?;
-        let mut q = login_throttle::Entity::find_by_id(key.to_owned());
-        if self.backend() == Backend::Postgres {
-            // SQLite's IMMEDIATE transaction already serialises writers.
-            q = q.lock_exclusive();
-        }
-        let row = q
-            .one(tx)
-            .await?
-            .ok_or(StoreError::Database(sea_orm::DbErr::RecordNotFound(
-                "login_throttle row just inserted".into(),
-            )))?;
-        let lock_running = row.locked_until.is_some_and(|l| l > at);
-        let (failures, window_started_at) =
-            if at - row.window_started_at > policy.window && !lock_running {
-                (1, at)
-            } else {
-                (row.failures.saturating_add(1), row.window_started_at)
-            };
-        let locked_until = policy
-            .lock_for(failures)
-            .map(|d| at + d)
-            .or(row.locked_until);
-        login_throttle::Entity::update(login_throttle::ActiveModel {
-            key: Set(key.to_owned()),
-            failures: Set(failures),
-            window_started_at: Set(window_started_at),
-            locked_until: Set(locked_until),
-        })
-        .exec(tx)
-        .await?;
-        Ok(locked_until.filter(|&l| l > at))
-    }
-
-    /// Opens a session for `account`: the session row, the end of the account's throttle and
-    /// the audit event, in one transaction. Expired sessions of anyone are swept on the way.
+    /// Opens a session for `account` after a granted sign-in: the session row, the sign-in's
+    /// reservation given back (see [`SignInTicket`]) and the audit event, in one transaction.
+    /// Expired sessions of anyone are swept on the way.
     pub async fn start_staff_session(
         &self,
         account: &StaffAccount,
         session: NewStaffSession<'_>,
-        clear_throttle_key: &str,
+        ticket: SignInTicket,
     ) -> Result<(), StoreError> {
+        let ticket = &ticket;
         let at = now();
         let session = &session;
         self.transact(|tx| async move {
@@ -313,9 +168,7 @@ impl Store {
             })
             .exec_without_returning(&tx)
             .await?;
-            login_throttle::Entity::delete_by_id(clear_throttle_key.to_owned())
-                .exec(&tx)
-                .await?;
+            self.release_sign_in(&tx, ticket, account.id, at).await?;
             Event {
                 actor: &account.actor(),
                 action: AuditAction::StaffSignedIn,
@@ -411,21 +264,5 @@ impl Store {
             Ok(true)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lock_starts_at_the_limit_grows_and_is_capped() {
-        let p = SignInThrottle::default();
-        assert_eq!(p.lock_for(4), None);
-        assert_eq!(p.lock_for(5), Some(TimeDelta::seconds(30)));
-        assert_eq!(p.lock_for(6), Some(TimeDelta::seconds(60)));
-        assert_eq!(p.lock_for(9), Some(TimeDelta::minutes(8)));
-        assert_eq!(p.lock_for(10), Some(TimeDelta::minutes(15)));
-        assert_eq!(p.lock_for(i32::MAX), Some(TimeDelta::minutes(15)));
     }
 }

@@ -4,9 +4,12 @@
 //! value in a `SameSite=Strict` cookie that the form must repeat.
 //!
 //! Every failed attempt (unknown email, wrong password, disabled account) gets the same message
-//! and costs the same Argon2 verification, and counts against both the account and the remote
-//! address (see `SignInThrottle`). While a key is locked, attempts are refused without even
-//! checking the password, and do not extend the lock.
+//! and costs the same Argon2 verification. Before any password is checked, the attempt takes a
+//! place in the bounded password-check line (full: "busy", at once) and then reserves its
+//! failure with the sign-in throttle (`SignInThrottle` in the store), keyed on the account at
+//! the client's address, the address, and the account from new addresses. While a key is
+//! locked, attempts are refused without checking the password and do not extend the lock; a
+//! right password gives the reservation back.
 
 use askama::Template;
 use axum::Form;
@@ -15,15 +18,18 @@ use axum::http::{HeaderMap, header, request::Parts};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use releasedesk_domain::EmailAddress;
-use releasedesk_store::{NewStaffSession, StaffAccount, now};
+use releasedesk_store::{
+    NewStaffSession, Reservation, SignInAttempt, SignInTicket, StaffAccount, now,
+};
 use serde::Deserialize;
 
+use crate::client::client_address;
 use crate::cookies;
 use crate::error::HtmlError;
 use crate::flash::{self, Flash};
-use crate::password::{self, MAX_PASSWORD_CHARS};
+use crate::password::MAX_PASSWORD_CHARS;
 use crate::security::{constant_time_eq, random_token, sha256_hex};
-use crate::session::{CsrfForm, Staff, TokenOnly, remote_addr, session_id_hash};
+use crate::session::{CsrfForm, Staff, TokenOnly, session_id_hash};
 use crate::state::AppState;
 use crate::view::{Layout, url_encode};
 
@@ -96,48 +102,70 @@ pub(crate) async fn submit(
     if cookie_token.is_empty() || !constant_time_eq(cookie_token, &form.csrf_token) {
         return Err(HtmlError::Forbidden);
     }
+    // A place in the password-check line first: when it is full the answer is "busy" at once,
+    // before anything is counted or looked up.
+    let Some(admission) = state.passwords.admit() else {
+        return Err(HtmlError::Busy);
+    };
     let secure = state.config.secure_cookies;
     let back = format!("/console/login?next={}", url_encode(safe_next(&form.next)));
-    let remote = remote_addr(&parts);
+    let client = client_address(&parts, &state.config.trusted_proxies);
+    let remote = client.map(|ip| ip.to_string());
     let email = EmailAddress::parse(&form.email).ok();
-    let keys = throttle_keys(&form.email, remote.as_deref());
-
-    if let Some(until) = state.store.sign_in_locked_until(&keys).await? {
-        return Ok(locked(&back, until, secure));
-    }
     let account = match &email {
         Some(e) => state.store.staff_for_sign_in(e).await?,
         None => None,
+    };
+    let account_digest = account_digest(&form.email);
+    let attempt = SignInAttempt {
+        account: &account_digest,
+        address: client,
+        staff: account.as_ref().map(|a| a.id),
+    };
+    let policy = state.config.sign_in_throttle;
+    let ticket = match state.store.reserve_sign_in(&attempt, &policy).await? {
+        Reservation::Granted(ticket) => ticket,
+        Reservation::Refused { until } => {
+            tracing::info!(
+                known_account = account.is_some(),
+                "console sign-in refused: throttled"
+            );
+            return Ok(locked(&back, until, secure));
+        }
     };
     let usable = account
         .as_ref()
         .filter(|a| !a.disabled)
         .map(|a| a.password_hash.clone());
     let password_ok = form.password.chars().count() <= MAX_PASSWORD_CHARS
-        && password::verify(usable, form.password).await;
-    let account = match account {
-        Some(a) if password_ok => a,
+        && state
+            .passwords
+            .verify(admission, usable, form.password)
+            .await;
+    match account {
+        Some(account) if password_ok => {
+            sign_in(&state, &parts, &account, ticket, safe_next(&form.next)).await
+        }
         other => {
-            let policy = state.config.sign_in_throttle;
-            let lock = state
+            let lock = ticket.locks_until;
+            state
                 .store
-                .record_sign_in_failure(&keys, &policy, other.as_ref(), remote.as_deref())
+                .record_sign_in_failure(ticket, other.as_ref(), remote.as_deref())
                 .await?;
             tracing::info!(known_account = other.is_some(), "console sign-in failed");
-            return Ok(match lock {
+            Ok(match lock {
                 Some(until) => locked(&back, until, secure),
                 None => flash::redirect(&back, Flash::error(FAILED), secure),
-            });
+            })
         }
-    };
-    sign_in(&state, &parts, &account, &keys[0], safe_next(&form.next)).await
+    }
 }
 
 async fn sign_in(
     state: &AppState,
     parts: &Parts,
     account: &StaffAccount,
-    account_key: &str,
+    ticket: SignInTicket,
     next: &str,
 ) -> Result<Response, HtmlError> {
     // A fresh id at every sign-in; a session id the browser already carried is dropped with it.
@@ -145,7 +173,7 @@ async fn sign_in(
     let id_hash = sha256_hex(&session_id);
     let csrf_token = random_token();
     let old = session_id_hash(parts);
-    let remote = remote_addr(parts);
+    let remote = client_address(parts, &state.config.trusted_proxies).map(|ip| ip.to_string());
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -163,7 +191,7 @@ async fn sign_in(
                 user_agent,
                 replaces: old.as_deref(),
             },
-            account_key,
+            ticket,
         )
         .await?;
     tracing::info!(staff = %account.id, "console sign-in");
@@ -198,14 +226,13 @@ pub(crate) async fn logout(
     Ok(res)
 }
 
-/// The throttle keys of an attempt: the account it names (whether or not it exists, so the
-/// throttle says nothing about which emails are real) and the address it came from.
-fn throttle_keys(email: &str, remote: Option<&str>) -> Vec<String> {
+/// The throttle's name for the account an attempt names (whether or not it exists, so the
+/// throttle says nothing about which emails are real): a digest of the email as typed,
+/// normalised, so the throttle table keeps no typed text — people type passwords into the
+/// email field.
+fn account_digest(email: &str) -> String {
     let account: String = email.trim().to_lowercase().chars().take(254).collect();
-    vec![
-        format!("account:{account}"),
-        format!("addr:{}", remote.unwrap_or("unknown")),
-    ]
+    sha256_hex(&account)
 }
 
 fn locked(back: &str, until: DateTime<Utc>, secure: bool) -> Response {

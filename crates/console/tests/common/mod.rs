@@ -89,6 +89,7 @@ impl TestApp {
             router: self.router.clone(),
             cookies: Arc::default(),
             remote: None,
+            headers: Vec::new(),
         }
     }
 
@@ -263,6 +264,7 @@ pub struct Browser {
     router: Router,
     cookies: Arc<Mutex<HashMap<String, String>>>,
     remote: Option<SocketAddr>,
+    headers: Vec<(String, String)>,
 }
 
 impl Browser {
@@ -270,6 +272,16 @@ impl Browser {
     pub fn at_address(&self, addr: &str) -> Browser {
         Browser {
             remote: Some(addr.parse().unwrap()),
+            ..self.clone()
+        }
+    }
+
+    /// The same browser, sending `name: value` with every request (after any it sends already).
+    pub fn with_header(&self, name: &str, value: &str) -> Browser {
+        let mut headers = self.headers.clone();
+        headers.push((name.to_owned(), value.to_owned()));
+        Browser {
+            headers,
             ..self.clone()
         }
     }
@@ -315,17 +327,16 @@ impl Browser {
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> Page {
+        self.ready_to_sign_in().await.submit(email, password).await
+    }
+
+    /// The sign-in form, loaded: submitting it is one request, so a test can send many at once.
+    pub async fn ready_to_sign_in(&self) -> SignInForm {
         let login = self.get("/console/login").await;
-        let token = login.csrf_token();
-        self.post(
-            "/console/login",
-            &[
-                ("email", email),
-                ("password", password),
-                ("csrf_token", &token),
-            ],
-        )
-        .await
+        SignInForm {
+            browser: self.clone(),
+            token: login.csrf_token(),
+        }
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<String>) -> Page {
@@ -339,6 +350,9 @@ impl Browser {
         };
         if !cookie.is_empty() {
             req = req.header(header::COOKIE, cookie);
+        }
+        for (name, value) in &self.headers {
+            req = req.header(name.as_str(), value.as_str());
         }
         let body = match body {
             Some(b) => {
@@ -374,5 +388,26 @@ impl Browser {
             }
         }
         page
+    }
+}
+
+/// A loaded sign-in form (see [`Browser::ready_to_sign_in`]).
+pub struct SignInForm {
+    browser: Browser,
+    token: String,
+}
+
+impl SignInForm {
+    pub async fn submit(&self, email: &str, password: &str) -> Page {
+        self.browser
+            .post(
+                "/console/login",
+                &[
+                    ("email", email),
+                    ("password", password),
+                    ("csrf_token", &self.token),
+                ],
+            )
+            .await
     }
 }
