@@ -1134,6 +1134,16 @@ async fn openapi_document_needs_no_token_and_lists_every_endpoint(app: TestApp) 
         ("/phone-numbers/{phone_number_id}", "get"),
         ("/agents", "get"),
         ("/agents/{agent_id}/calling", "put"),
+        ("/webhook-endpoints", "post"),
+        ("/webhook-endpoints", "get"),
+        ("/webhook-endpoints/{webhook_endpoint_id}", "get"),
+        ("/webhook-endpoints/{webhook_endpoint_id}", "delete"),
+        (
+            "/webhook-endpoints/{webhook_endpoint_id}/rotate-secret",
+            "post",
+        ),
+        ("/webhook-endpoints/{webhook_endpoint_id}/test", "post"),
+        ("/webhook-endpoints/{webhook_endpoint_id}/deliveries", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -1142,7 +1152,7 @@ async fn openapi_document_needs_no_token_and_lists_every_endpoint(app: TestApp) 
     }
     assert_eq!(
         paths.len(),
-        8,
+        13,
         "no undocumented extra paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

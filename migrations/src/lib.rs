@@ -8,6 +8,7 @@ mod m20261127_000003_release_requests;
 mod m20261127_000004_audit_and_outbox;
 mod m20261127_000005_staff;
 mod m20261128_000006_sign_in_throttle;
+mod m20261128_000007_webhooks;
 mod m20261128_000008_idempotency;
 mod m20261128_000009_review_policy;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_audit_and_outbox::Migration),
             Box::new(m20261127_000005_staff::Migration),
             Box::new(m20261128_000006_sign_in_throttle::Migration),
+            Box::new(m20261128_000007_webhooks::Migration),
             Box::new(m20261128_000008_idempotency::Migration),
             Box::new(m20261128_000009_review_policy::Migration),
         ]

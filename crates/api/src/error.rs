@@ -54,12 +54,14 @@ error_codes! {
     PhoneNumberNotFound => "PHONE_NUMBER_NOT_FOUND", NOT_FOUND;
     ReleaseRequestNotFound => "RELEASE_REQUEST_NOT_FOUND", NOT_FOUND;
     AgentNotFound => "AGENT_NOT_FOUND", NOT_FOUND;
+    WebhookEndpointNotFound => "WEBHOOK_ENDPOINT_NOT_FOUND", NOT_FOUND;
     MethodNotAllowed => "METHOD_NOT_ALLOWED", METHOD_NOT_ALLOWED;
     ReleaseAlreadyPending => "RELEASE_ALREADY_PENDING", CONFLICT;
     ReleaseAlreadyApproved => "RELEASE_ALREADY_APPROVED", CONFLICT;
     PhoneNumberReleased => "PHONE_NUMBER_RELEASED", CONFLICT;
     ReleaseRequestNotPending => "RELEASE_REQUEST_NOT_PENDING", CONFLICT;
     PhoneNumberReleasePending => "PHONE_NUMBER_RELEASE_PENDING", CONFLICT;
+    WebhookEndpointDisabled => "WEBHOOK_ENDPOINT_DISABLED", CONFLICT;
     PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
     UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED_MEDIA_TYPE;
     ValidationError => "VALIDATION_ERROR", UNPROCESSABLE_ENTITY;
@@ -164,6 +166,13 @@ impl ApiError {
         )
     }
 
+    pub fn webhook_endpoint_not_found() -> Self {
+        Self::new(
+            ErrorCode::WebhookEndpointNotFound,
+            "Webhook endpoint not found",
+        )
+    }
+
     pub fn agent_not_found() -> Self {
         Self::new(ErrorCode::AgentNotFound, "Agent not found")
     }
@@ -194,6 +203,11 @@ impl From<StoreError> for ApiError {
             StoreError::PhoneNumberNotFound => Self::phone_number_not_found(),
             StoreError::RequestNotFound => Self::request_not_found(),
             StoreError::AgentNotFound => Self::agent_not_found(),
+            StoreError::WebhookEndpointNotFound => Self::webhook_endpoint_not_found(),
+            StoreError::WebhookEndpointDisabled => Self::new(
+                C::WebhookEndpointDisabled,
+                "The webhook endpoint was disabled after it answered 410 Gone and receives nothing more; delete it and register it again",
+            ),
             StoreError::ReleaseAlreadyPending => {
                 Self::new(C::ReleaseAlreadyPending, MSG_ALREADY_PENDING)
             }

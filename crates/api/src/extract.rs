@@ -6,7 +6,7 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use releasedesk_domain::{AgentId, ApiToken, PhoneNumberId, RequestId};
+use releasedesk_domain::{AgentId, ApiToken, PhoneNumberId, RequestId, WebhookEndpointId};
 use releasedesk_store::{AuthContext, Store};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use utoipa::openapi::Required;
@@ -181,6 +181,14 @@ id_path!(
     "agent_id",
     "UUID of the agent.",
     ApiError::agent_not_found()
+);
+
+id_path!(
+    /// `{webhook_endpoint_id}`: a malformed id is `WEBHOOK_ENDPOINT_NOT_FOUND`.
+    WebhookEndpointPath(WebhookEndpointId),
+    "webhook_endpoint_id",
+    "UUID of the webhook endpoint.",
+    ApiError::webhook_endpoint_not_found()
 );
 
 fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {

@@ -27,7 +27,7 @@ pub use error::{
     ApiError, BEARER_CHALLENGE, ErrorBody, ErrorCode, MSG_ALREADY_PENDING, MSG_IN_USE,
     MSG_UNAUTHORIZED,
 };
-pub use extract::{AgentPath, MAX_BODY_BYTES, PhoneNumberPath, RequestPath};
+pub use extract::{AgentPath, MAX_BODY_BYTES, PhoneNumberPath, RequestPath, WebhookEndpointPath};
 
 fn operations() -> (Router<Store>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -39,6 +39,11 @@ fn operations() -> (Router<Store>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::phone_numbers::get))
         .routes(routes!(routes::agents::list))
         .routes(routes!(routes::agents::update_calling))
+        .routes(routes!(routes::webhooks::create, routes::webhooks::list))
+        .routes(routes!(routes::webhooks::get, routes::webhooks::delete))
+        .routes(routes!(routes::webhooks::rotate_secret))
+        .routes(routes!(routes::webhooks::send_test))
+        .routes(routes!(routes::webhooks::deliveries))
         .split_for_parts()
 }
 

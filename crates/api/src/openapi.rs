@@ -30,6 +30,7 @@ use crate::error::{BEARER_CHALLENGE, ErrorBody};
         (name = "Release requests", description = "Ask for a number to be released, follow and cancel the request."),
         (name = "Phone numbers", description = "The environment's numbers."),
         (name = "Agents", description = "The environment's agents and the numbers they hold."),
+        (name = "Webhooks", description = "Endpoints that receive every change of the environment's release requests, signed (Standard Webhooks)."),
     )
 )]
 pub(crate) struct ApiDoc;
@@ -265,11 +266,18 @@ mod tests {
             [
                 "cancelReleaseRequest",
                 "createReleaseRequest",
+                "createWebhookEndpoint",
+                "deleteWebhookEndpoint",
                 "getPhoneNumber",
                 "getReleaseRequest",
+                "getWebhookEndpoint",
                 "listAgents",
                 "listPhoneNumbers",
                 "listReleaseRequests",
+                "listWebhookEndpointDeliveries",
+                "listWebhookEndpoints",
+                "rotateWebhookEndpointSecret",
+                "sendWebhookEndpointTest",
                 "updateAgentCalling",
             ]
         );
@@ -397,12 +405,15 @@ mod tests {
             (&shown["minLength"], &shown["maxLength"]),
             (&reason["minLength"], &reason["maxLength"])
         );
+        let mut paginated = Vec::new();
         for (method, path, op) in operations(&doc) {
-            if method != "get" || path.contains('{') {
+            let Some(limit) = op["parameters"]
+                .as_array()
+                .and_then(|params| params.iter().find(|p| p["name"] == "limit"))
+            else {
                 continue;
-            }
-            let params = op["parameters"].as_array().unwrap();
-            let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+            };
+            paginated.push(format!("{method} {path}"));
             assert_eq!(limit["schema"]["type"], "integer", "{path}");
             assert_eq!(
                 (
@@ -414,6 +425,18 @@ mod tests {
                 "{path}"
             );
         }
+        // Every list that can grow is paged; an environment's webhook endpoints (at most 10)
+        // come in one page.
+        paginated.sort();
+        assert_eq!(
+            paginated,
+            [
+                "get /agents",
+                "get /phone-numbers",
+                "get /phone-numbers/release-requests",
+                "get /webhook-endpoints/{webhook_endpoint_id}/deliveries",
+            ]
+        );
     }
 
     /// Required fields are required and never `null`; optional ones are left out, not `null`.

@@ -44,6 +44,7 @@ on_both_backends!(
     queue_pages_by_keyset,
     audit_log_filters_and_exports_csv,
     outbox_lists_rows_and_retries_dead_ones,
+    outbox_shows_webhook_deliveries_and_retries_dead_ones,
     stylesheet_is_served_with_cache_headers,
 );
 
@@ -1339,6 +1340,76 @@ async fn outbox_lists_rows_and_retries_dead_ones(b: Backend) {
     );
     let again = browser.post(&retry, &[("csrf_token", &token)]).await;
     assert_eq!(again.flash().unwrap().0, "error");
+}
+
+async fn outbox_shows_webhook_deliveries_and_retries_dead_ones(b: Backend) {
+    use releasedesk_domain::{WebhookPolicy, WebhookUrl};
+    let app = TestApp::start(b).await;
+    let c = app.customer("Acme").await;
+    let url = "https://hooks.example.com/releasedesk?team=ops&x=1";
+    let endpoint = app
+        .store
+        .create_webhook_endpoint(
+            &c.auth,
+            releasedesk_store::NewWebhookEndpoint {
+                url: WebhookUrl::parse(url, WebhookPolicy::default()).unwrap(),
+                description: None,
+                events: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let delivery = app
+        .store
+        .send_test_webhook(&c.auth, endpoint.endpoint.id)
+        .await
+        .unwrap();
+    let rows = app
+        .store
+        .claim_outbox(
+            "test-worker",
+            chrono::Utc::now() + chrono::TimeDelta::minutes(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    app.store
+        .webhook_attempt_failed(
+            delivery.id,
+            "test-worker",
+            Some(500),
+            "answered 500 Internal Server Error",
+            true,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    let browser = app.signed_in().await;
+    let page = browser.get("/console/outbox?state=dead").await;
+    assert!(page.body.contains("webhook <code>webhook.test</code>"));
+    assert!(
+        page.body
+            .contains("https://hooks.example.com/releasedesk?team=ops&#38;x=1"),
+        "the URL is shown, escaped"
+    );
+    assert!(page.body.contains("<td>HTTP 500</td>"));
+    assert!(page.body.contains("answered 500 Internal Server Error"));
+    let retry = format!("/console/outbox/{}/retry", delivery.id);
+    assert!(page.body.contains(&retry));
+
+    let token = page.csrf_token();
+    let res = browser.post(&retry, &[("csrf_token", &token)]).await;
+    assert_eq!(
+        res.flash().unwrap(),
+        (
+            "success".into(),
+            "webhook queued again; the worker picks it up shortly.".into()
+        )
+    );
+    let row = app.store.outbox_row(delivery.id).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
 }
 
 async fn stylesheet_is_served_with_cache_headers(b: Backend) {

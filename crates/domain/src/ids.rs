@@ -96,8 +96,13 @@ id_type!(
     StaffId
 );
 id_type!(
-    /// The id of a row of the transactional outbox (an email or a release job).
+    /// The id of a row of the transactional outbox (an email, a webhook delivery or a release
+    /// job).
     OutboxId
+);
+id_type!(
+    /// A customer's webhook endpoint.
+    WebhookEndpointId
 );
 
 #[cfg(test)]

@@ -12,12 +12,15 @@ mod review;
 mod status;
 mod text;
 mod token;
+mod webhook;
 
 pub use email::{EmailAddress, EmailError};
 pub use idempotency::{
     IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN, RequestFingerprint,
 };
-pub use ids::{AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId};
+pub use ids::{
+    AgentId, EnvironmentId, IdError, OutboxId, PhoneNumberId, RequestId, StaffId, WebhookEndpointId,
+};
 pub use phone::{E164, E164Error};
 pub use review::{
     ApprovalError, ApprovalOutcome, Permission, RequiredApprovals, RequiredApprovalsError,
@@ -29,3 +32,8 @@ pub use status::{
 };
 pub use text::{ApprovalNote, Reason, RejectionNote, TextError};
 pub use token::{ApiToken, TokenError, TokenHash};
+pub use webhook::{
+    MAX_WEBHOOK_DESCRIPTION_CHARS, MAX_WEBHOOK_URL_CHARS, RefusedAddress, WEBHOOK_SECRET_PREFIX,
+    WebhookEvent, WebhookHost, WebhookPolicy, WebhookSecret, WebhookSecretError, WebhookUrl,
+    WebhookUrlError, parse_webhook_description, why_not_public,
+};

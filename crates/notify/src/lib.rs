@@ -3,6 +3,8 @@
 //! - [`email`]: the typed emails, rendered from `templates/email/<name>/{subject.txt,body.txt,body.html}`.
 //! - [`DeliveryError`]: how an SMTP or file delivery failed (transient or permanent).
 //! - [`Carrier`]: the telephony carrier behind a trait; [`RecordingCarrier`] is the default.
+//! - [`webhook`]: signed webhook deliveries (Standard Webhooks), over an HTTP client that
+//!   connects only to checked addresses.
 //! - [`Worker`]: drains the transactional outbox the store writes, and sweeps the service
 //!   levels (overdue reminders, expiry) every [`NotifyConfig::sweep_interval`].
 //!
@@ -12,9 +14,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use releasedesk_domain::WebhookPolicy;
+
 mod carrier;
 pub mod email;
 mod transport;
+pub mod webhook;
 mod worker;
 
 pub use carrier::{Carrier, CarrierError, CarrierReceipt, NumberRelease, RecordingCarrier};
@@ -46,6 +51,10 @@ pub struct NotifyConfig {
     pub lease: Duration,
     /// How often the worker sweeps the service levels (overdue reminders, expiry).
     pub sweep_interval: Duration,
+    /// Which webhook URLs deliveries may go to (checked again at every attempt).
+    pub webhooks: WebhookPolicy,
+    /// How long one webhook attempt may take ([`webhook::WEBHOOK_TIMEOUT`]; shorter in tests).
+    pub webhook_timeout: Duration,
 }
 
 impl NotifyConfig {
@@ -65,6 +74,8 @@ impl NotifyConfig {
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            webhooks: WebhookPolicy::default(),
+            webhook_timeout: webhook::WEBHOOK_TIMEOUT,
         }
     }
 }

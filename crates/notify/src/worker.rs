@@ -4,9 +4,10 @@
 //! workers may sweep at once; the store's claims make each reminder and each expiry happen once.
 //!
 //! Delivery is at least once. A row is marked `sent` only after the SMTP server accepted the
-//! email (or the carrier and the release transaction succeeded); a worker that dies in between
-//! leaves a leased row that another worker takes once the lease expires, and sends again with
-//! the same `Message-ID`. While a lease holds, no other worker touches the row.
+//! email (the webhook endpoint answered 2xx, or the carrier and the release transaction
+//! succeeded); a worker that dies in between leaves a leased row that another worker takes once
+//! the lease expires, and sends again with the same `Message-ID` (`webhook-id`). While a lease
+//! holds, no other worker touches the row.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ use rand::Rng;
 use releasedesk_domain::RequestStatus;
 use releasedesk_store::stats::{self, AttemptOutcome};
 use releasedesk_store::{
-    OutboxKind, OutboxRow, OutboxState, ReleaseOutcome, Store, StoreError, SweepReport, now,
+    OutboxKind, OutboxRow, OutboxState, ReleaseOutcome, STOPPED_ENDPOINT_DELETED, Store,
+    StoreError, SweepReport, WebhookTarget, now, webhook_message_id,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -25,6 +27,7 @@ use crate::NotifyConfig;
 use crate::carrier::{Carrier, CarrierError, NumberRelease};
 use crate::email::{EmailContext, EmailKind, build_message, message_id, render};
 use crate::transport::{DeliveryError, Transport};
+use crate::webhook::{Attempt, WebhookClient, webhook_retry_delay};
 
 /// Rows claimed at once. Small, so that rows claimed but not yet started (which wait for the
 /// ones before them) are few: they are what a crash delays until the lease expires.
@@ -46,6 +49,7 @@ pub struct Worker {
     config: NotifyConfig,
     carrier: Arc<dyn Carrier>,
     transport: Transport,
+    webhooks: WebhookClient,
     from: Mailbox,
     /// The host part of every `Message-ID`: the public URL's host.
     message_host: String,
@@ -58,6 +62,8 @@ pub struct Worker {
 struct Failure {
     message: String,
     permanent: bool,
+    /// The HTTP status a webhook attempt got, if it got one.
+    status_code: Option<u16>,
 }
 
 impl Failure {
@@ -65,12 +71,14 @@ impl Failure {
         Self {
             message: message.into(),
             permanent: false,
+            status_code: None,
         }
     }
     fn permanent(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             permanent: true,
+            status_code: None,
         }
     }
     /// A database that does not answer is worth waiting for; a request or environment that is
@@ -81,7 +89,11 @@ impl Failure {
             StoreError::Database(db) => format!("{context}: {e}: {db}"),
             _ => format!("{context}: {e}"),
         };
-        Self { message, permanent }
+        Self {
+            message,
+            permanent,
+            status_code: None,
+        }
     }
 }
 
@@ -90,6 +102,7 @@ impl From<DeliveryError> for Failure {
         Self {
             permanent: e.is_permanent(),
             message: e.to_string(),
+            status_code: None,
         }
     }
 }
@@ -99,6 +112,7 @@ impl From<CarrierError> for Failure {
         Self {
             permanent: e.is_permanent(),
             message: e.to_string(),
+            status_code: None,
         }
     }
 }
@@ -110,6 +124,9 @@ enum Done {
     /// Carried out, but another worker holds the row now (our lease expired): it may do it
     /// again. Only the log can tell.
     LeaseLost,
+    /// The webhook endpoint answered 410 Gone: the delivery is `dead` and the endpoint
+    /// disabled, as it asked.
+    EndpointGone,
 }
 
 impl Worker {
@@ -124,6 +141,7 @@ impl Worker {
             "the outbox lease must be longer than zero"
         );
         let transport = Transport::new(config.smtp_url.as_deref(), &config.mail_dir)?;
+        let webhooks = WebhookClient::new(config.webhooks, config.webhook_timeout)?;
         let from: Mailbox = config.mail_from.parse().map_err(|e| {
             anyhow::anyhow!("MAIL_FROM {:?} is not a mailbox: {e}", config.mail_from)
         })?;
@@ -141,6 +159,7 @@ impl Worker {
             config,
             carrier,
             transport,
+            webhooks,
             from,
             message_host,
             id: worker_id(),
@@ -280,6 +299,7 @@ impl Worker {
         let deadline = lease_left.saturating_sub(self.config.lease / 8);
         let result = match row.kind {
             OutboxKind::Email(kind) => self.deliver_email(&row, kind, deadline).await,
+            OutboxKind::Webhook => self.deliver_webhook(&row, deadline).await,
             OutboxKind::ReleaseNumber => self.release_number(&row, deadline).await,
         };
         let request_id = row.request_id.map(|id| id.to_string()).unwrap_or_default();
@@ -298,6 +318,14 @@ impl Worker {
                 );
                 AttemptOutcome::LeaseLost
             }
+            Ok(Done::EndpointGone) => {
+                warn!(
+                    outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
+                    webhook_endpoint_id = row.webhook_endpoint_id.map(|e| e.to_string()).unwrap_or_default(),
+                    "webhook endpoint answered 410 Gone: it is disabled, its pending deliveries stopped"
+                );
+                AttemptOutcome::Dead
+            }
             Err(failure) => self.record_failure(&row, &request_id, failure).await,
         };
         stats::count_attempt(row.kind, outcome);
@@ -309,18 +337,31 @@ impl Worker {
         request_id: &str,
         failure: Failure,
     ) -> AttemptOutcome {
-        let delay = retry_delay(row.attempts);
+        let delay = match row.kind {
+            OutboxKind::Email(_) | OutboxKind::ReleaseNumber => retry_delay(row.attempts),
+            OutboxKind::Webhook => webhook_retry_delay(row.attempts),
+        };
         let retry_at = now() + chrono_duration(delay);
-        let recorded = self
-            .store
-            .outbox_mark_failed(
-                row.id,
-                &self.id,
-                &failure.message,
-                failure.permanent,
-                retry_at,
-            )
-            .await;
+        let (id, owner, error, permanent) = (row.id, &self.id, &failure.message, failure.permanent);
+        let recorded = match row.kind {
+            OutboxKind::Email(_) | OutboxKind::ReleaseNumber => {
+                self.store
+                    .outbox_mark_failed(id, owner, error, permanent, retry_at)
+                    .await
+            }
+            OutboxKind::Webhook => {
+                self.store
+                    .webhook_attempt_failed(
+                        id,
+                        owner,
+                        failure.status_code,
+                        error,
+                        permanent,
+                        retry_at,
+                    )
+                    .await
+            }
+        };
         let (id, kind, attempt, error) = (row.id, row.kind, row.attempts, failure.message.as_str());
         let outcome = match &recorded {
             Ok(Some(OutboxState::Dead)) => AttemptOutcome::Dead,
@@ -420,6 +461,49 @@ impl Worker {
                 }
                 Err(e) => return Err(Failure::store("marking the row sent", e)),
             }
+        }
+    }
+
+    /// One signed POST to the endpoint, as it is now (deleted, disabled or rotated since the
+    /// row was written). The 2xx, the 410 and the failure are each recorded with the status.
+    async fn deliver_webhook(&self, row: &OutboxRow, deadline: Duration) -> Result<Done, Failure> {
+        let target = self
+            .store
+            .webhook_target(row.id)
+            .await
+            .map_err(|e| Failure::store("loading the webhook endpoint", e))?;
+        let (url, body, secrets) = match target {
+            WebhookTarget::Ready { url, body, secrets } => (url, body, secrets),
+            WebhookTarget::Deleted => return Err(Failure::permanent(STOPPED_ENDPOINT_DELETED)),
+            WebhookTarget::Disabled { reason } => {
+                return Err(Failure::permanent(format!(
+                    "not delivered: the webhook endpoint is disabled ({reason})"
+                )));
+            }
+        };
+        let msg_id = webhook_message_id(row.id);
+        match self
+            .webhooks
+            .attempt(&url, &msg_id, &body, &secrets, deadline)
+            .await
+        {
+            Attempt::Delivered(status) => {
+                match self.store.webhook_delivered(row.id, &self.id, status).await {
+                    Ok(true) => Ok(Done::Completed),
+                    Ok(false) => Ok(Done::LeaseLost),
+                    Err(e) => Err(Failure::store("marking the delivery delivered", e)),
+                }
+            }
+            Attempt::Gone => match self.store.webhook_endpoint_gone(row.id, &self.id).await {
+                Ok(true) => Ok(Done::EndpointGone),
+                Ok(false) => Ok(Done::LeaseLost),
+                Err(e) => Err(Failure::store("disabling the endpoint after 410 Gone", e)),
+            },
+            Attempt::Failed { status, error } => Err(Failure {
+                message: error,
+                permanent: false,
+                status_code: status,
+            }),
         }
     }
 

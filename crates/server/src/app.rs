@@ -147,6 +147,8 @@ pub fn build_worker(
         poll_interval: config.worker_poll_interval,
         lease: config.worker_lease,
         sweep_interval: config.sweep_interval,
+        webhooks: config.webhooks,
+        webhook_timeout: config.webhook_timeout,
     };
     Worker::new(store.clone(), notify, Arc::new(RecordingCarrier))
 }

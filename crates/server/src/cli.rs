@@ -16,7 +16,7 @@ use releasedesk_store::{Actor, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DbArgs, MailArgs, MetricsArgs, ServeArgs, ServeConfig};
+use crate::config::{DbArgs, MailArgs, MetricsArgs, ServeArgs, ServeConfig, WebhookArgs};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -60,7 +60,7 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
-    /// Run only the outbox worker (emails and release jobs).
+    /// Run only the outbox worker (emails, webhook deliveries and release jobs).
     Worker {
         #[command(flatten)]
         db: DbArgs,
@@ -68,6 +68,8 @@ pub enum Command {
         mail: MailArgs,
         #[command(flatten)]
         metrics: MetricsArgs,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
     },
     /// Environments (tenants).
     #[command(subcommand)]
@@ -499,12 +501,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Worker { db, mail, metrics } => {
+        Command::Worker {
+            db,
+            mail,
+            metrics,
+            webhooks,
+        } => {
             let config = ServeConfig::from_args(ServeArgs {
                 db,
                 bind: ([127, 0, 0, 1], 0).into(),
                 mail,
                 metrics,
+                webhooks,
                 no_worker: false,
                 edges: Default::default(),
             });

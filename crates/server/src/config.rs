@@ -11,12 +11,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::BoolishValueParser;
 use releasedesk_console::TrustedProxies;
+use releasedesk_domain::WebhookPolicy;
 
 use crate::http::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpLimits,
 };
-use clap::builder::BoolishValueParser;
 use releasedesk_domain::ServiceLevels;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://releasedesk.db?mode=rwc";
@@ -136,6 +137,29 @@ pub struct MetricsArgs {
     pub metrics_bind: Option<SocketAddr>,
 }
 
+/// Where webhook deliveries may go. The defaults are for production: `https://` endpoints on
+/// public addresses only.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Accept `http://` webhook endpoint URLs (local development). Accepts 1/0, true/false,
+    /// yes/no.
+    #[arg(long, env = "RELEASEDESK_WEBHOOK_ALLOW_HTTP", value_parser = BoolishValueParser::new())]
+    pub webhook_allow_http: bool,
+    /// Accept and deliver to webhook endpoints on loopback, private, link-local and other
+    /// non-public addresses (local development and tests). Accepts 1/0, true/false, yes/no.
+    #[arg(long, env = "RELEASEDESK_WEBHOOK_ALLOW_PRIVATE", value_parser = BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+}
+
+impl WebhookArgs {
+    pub fn policy(&self) -> WebhookPolicy {
+        WebhookPolicy {
+            allow_http: self.webhook_allow_http,
+            allow_private: self.webhook_allow_private,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -147,6 +171,8 @@ pub struct ServeArgs {
     pub mail: MailArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
     /// Serve API and console only; run the outbox worker elsewhere (`releasedesk worker`).
     /// The variable accepts 1/0, true/false, yes/no.
     #[arg(long, env = "RELEASEDESK_NO_WORKER", value_parser = BoolishValueParser::new())]
@@ -229,6 +255,10 @@ pub struct ServeConfig {
     pub worker_poll_interval: Duration,
     pub worker_lease: Duration,
     pub max_connections: Option<u32>,
+    /// Which webhook endpoints are accepted and delivered to.
+    pub webhooks: WebhookPolicy,
+    /// How long one webhook delivery attempt may take.
+    pub webhook_timeout: Duration,
     /// Timeouts and the connection bound of the HTTP server.
     pub http: HttpLimits,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
@@ -255,6 +285,8 @@ impl ServeConfig {
             worker_poll_interval: Duration::from_millis(args.mail.worker_poll_ms),
             worker_lease: Duration::from_secs(args.mail.worker_lease_secs),
             max_connections: None,
+            webhooks: args.webhooks.policy(),
+            webhook_timeout: releasedesk_notify::webhook::WEBHOOK_TIMEOUT,
             http: HttpLimits {
                 header_timeout: args.edges.header_timeout,
                 body_timeout: args.edges.body_timeout,
@@ -284,6 +316,8 @@ impl ServeConfig {
             worker_poll_interval: Duration::from_millis(100),
             worker_lease: Duration::from_secs(30),
             max_connections: Some(8),
+            webhooks: WebhookPolicy::default(),
+            webhook_timeout: releasedesk_notify::webhook::WEBHOOK_TIMEOUT,
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::default(),
             metrics_bind: None,

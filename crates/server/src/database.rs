@@ -22,6 +22,7 @@ pub async fn connect(config: &ServeConfig) -> anyhow::Result<Store> {
         support_email,
         max_connections: config.max_connections,
         service_levels: config.service_levels,
+        webhooks: config.webhooks,
     };
     Store::connect(&config.database_url, options)
         .await

@@ -73,6 +73,10 @@ pub enum AuditAction {
     StaffEnabled,
     StaffPasswordReset,
     OutboxRetried,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    WebhookSecretRotated,
+    WebhookEndpointDisabled,
 }
 
 impl AuditAction {
@@ -95,6 +99,10 @@ impl AuditAction {
                 AuditAction::StaffEnabled,
                 AuditAction::StaffPasswordReset,
                 AuditAction::OutboxRetried,
+                AuditAction::WebhookEndpointCreated,
+                AuditAction::WebhookEndpointDeleted,
+                AuditAction::WebhookSecretRotated,
+                AuditAction::WebhookEndpointDisabled,
             ])
     }
 
@@ -114,6 +122,10 @@ impl AuditAction {
             AuditAction::StaffEnabled => Cow::Borrowed("staff.enabled"),
             AuditAction::StaffPasswordReset => Cow::Borrowed("staff.password_reset"),
             AuditAction::OutboxRetried => Cow::Borrowed("outbox.retried"),
+            AuditAction::WebhookEndpointCreated => Cow::Borrowed("webhook_endpoint.created"),
+            AuditAction::WebhookEndpointDeleted => Cow::Borrowed("webhook_endpoint.deleted"),
+            AuditAction::WebhookSecretRotated => Cow::Borrowed("webhook_endpoint.secret_rotated"),
+            AuditAction::WebhookEndpointDisabled => Cow::Borrowed("webhook_endpoint.disabled"),
         }
     }
 

@@ -2,7 +2,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use releasedesk_domain::{EmailAddress, ServiceLevels};
+use releasedesk_domain::{EmailAddress, ServiceLevels, WebhookPolicy};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -28,6 +28,8 @@ pub struct StoreOptions {
     pub max_connections: Option<u32>,
     /// When a pending request is overdue (a reminder to the support inbox) and when it expires.
     pub service_levels: ServiceLevels,
+    /// Which webhook endpoint URLs are accepted (`http://`, non-public addresses).
+    pub webhooks: WebhookPolicy,
 }
 
 /// The database, and every use case on it. Cheap to clone.

@@ -49,6 +49,11 @@ pub enum StoreError {
     DuplicatePhoneNumber,
     #[error("a staff account with this email already exists")]
     DuplicateStaff,
+    #[error("webhook endpoint not found")]
+    WebhookEndpointNotFound,
+    /// The endpoint answered 410 Gone and was disabled: it receives nothing more.
+    #[error("the webhook endpoint is disabled")]
+    WebhookEndpointDisabled,
     #[error("no such outbox row, or it is not dead")]
     OutboxRowNotRetryable,
     /// The idempotency key a request claimed is no longer its own (its lock expired and

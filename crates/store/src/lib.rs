@@ -31,6 +31,7 @@ mod time;
 mod tokens;
 mod transitions;
 mod views;
+mod webhooks;
 pub mod wire;
 
 pub use approvals::Approval;
@@ -54,6 +55,11 @@ pub use time::now;
 pub use tokens::{AuthContext, IssuedToken, TokenInfo};
 pub use transitions::{CarrierReceipt, ReleaseOutcome};
 pub use views::{AgentView, AssignedAgent, PhoneNumberView, ReleaseRequest};
+pub use webhooks::{
+    DeliveryState, MAX_WEBHOOK_ENDPOINTS, NewWebhookEndpoint, PREVIOUS_SECRET_VALID_FOR,
+    STOPPED_ENDPOINT_DELETED, STOPPED_ENDPOINT_GONE, WebhookDelivery, WebhookEndpoint,
+    WebhookEndpointWithSecret, WebhookTarget, webhook_message_id,
+};
 pub use wire::ReleaseRequestObject;
 
 pub use releasedesk_migration::{Migrator, MigratorTrait};

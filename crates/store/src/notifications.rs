@@ -17,15 +17,19 @@
 //! The "approved" email names every reviewer whose approval approved the request (two with
 //! four eyes), read from the approvals the same transaction recorded.
 //!
+//! Every event also goes, as `release_request.<event>`, to each enabled webhook endpoint of the
+//! environment subscribed to it, with the request as the API shows it after the change.
+//!
 //! The environment's emails are enqueued even when its address no longer parses: the row then
 //! goes `dead` ("no recipient") where staff see it, instead of the customer silently hearing
 //! nothing.
 
-use releasedesk_domain::{EmailAddress, RequestEvent};
+use releasedesk_domain::{EmailAddress, RequestEvent, WebhookEvent};
 
 use crate::approvals::approvals_of;
 use crate::environments::notify_email;
 use crate::outbox::{EmailKind, OutboxKind, OutboxPayload, enqueue};
+use crate::webhooks::enqueue_webhooks;
 use crate::{Actor, ReleaseRequest, Store, StoreError};
 
 /// Who an event's email is for.
@@ -110,6 +114,14 @@ impl Store {
         if starts_release(event) {
             enqueue(db, OutboxKind::ReleaseNumber, env, id, None, &payload).await?;
         }
+        enqueue_webhooks(
+            db,
+            env,
+            WebhookEvent::for_request(event),
+            Some(id),
+            &request.to_object(),
+        )
+        .await?;
         Ok(())
     }
 }

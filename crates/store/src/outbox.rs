@@ -1,5 +1,6 @@
-//! The transactional outbox: emails and release jobs, written in the same transaction as the
-//! change that calls for them and carried out afterwards by the worker (`releasedesk-notify`).
+//! The transactional outbox: emails, webhook deliveries and release jobs, written in the same
+//! transaction as the change that calls for them and carried out afterwards by the worker
+//! (`releasedesk-notify`).
 //!
 //! A row is `pending` until done (`sent`) or given up (`dead`). A worker *claims* due rows by
 //! taking a lease (`lease_owner`, `lease_expires_at`) and counting the attempt; while the lease
@@ -12,7 +13,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use releasedesk_domain::{EmailAddress, EnvironmentId, OutboxId, RequestId, UnknownValue};
+use releasedesk_domain::{
+    EmailAddress, EnvironmentId, OutboxId, RequestId, UnknownValue, WebhookEndpointId, WebhookEvent,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -89,6 +92,8 @@ impl EmailKind {
 pub enum OutboxKind {
     /// Send an email.
     Email(EmailKind),
+    /// POST a signed event to a customer's webhook endpoint.
+    Webhook,
     /// Release the number at the carrier, then mark it released.
     ReleaseNumber,
 }
@@ -101,10 +106,11 @@ impl OutboxKind {
         OutboxKind::Email(EmailKind::RequestReleased),
         OutboxKind::Email(EmailKind::RequestExpired),
         OutboxKind::Email(EmailKind::RequestOverdue),
+        OutboxKind::Webhook,
         OutboxKind::ReleaseNumber,
     ];
 
-    /// The stored name (`email.request_approved`, `release.number`).
+    /// The stored name (`email.request_approved`, `webhook`, `release.number`).
     pub const fn as_str(self) -> &'static str {
         match self {
             OutboxKind::Email(EmailKind::RequestCreated) => "email.request_created",
@@ -113,15 +119,18 @@ impl OutboxKind {
             OutboxKind::Email(EmailKind::RequestReleased) => "email.request_released",
             OutboxKind::Email(EmailKind::RequestExpired) => "email.request_expired",
             OutboxKind::Email(EmailKind::RequestOverdue) => "email.request_overdue",
+            OutboxKind::Webhook => "webhook",
             OutboxKind::ReleaseNumber => "release.number",
         }
     }
 
-    /// Emails are retried for about an hour; a release job for about a day (with the worker's
-    /// backoff capped at 15 minutes).
-    const fn max_attempts(self) -> i32 {
+    /// Attempts before a row goes `dead`. With the worker's backoff, emails are retried for
+    /// about an hour, a release job for about a day, and a webhook delivery for more than 24
+    /// hours (its own schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    pub const fn max_attempts(self) -> i32 {
         match self {
             OutboxKind::Email(_) => 12,
+            OutboxKind::Webhook => 8,
             OutboxKind::ReleaseNumber => 100,
         }
     }
@@ -210,6 +219,12 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// A webhook delivery's endpoint (its URL is the row's `recipient`).
+    pub webhook_endpoint_id: Option<WebhookEndpointId>,
+    /// A webhook delivery's event type.
+    pub event_type: Option<WebhookEvent>,
+    /// The HTTP status of a webhook delivery's last attempt, when it got one.
+    pub last_status_code: Option<u16>,
 }
 
 impl TryFrom<outbox::Model> for OutboxRow {
@@ -231,6 +246,13 @@ impl TryFrom<outbox::Model> for OutboxRow {
             last_error: m.last_error,
             created_at: m.created_at,
             completed_at: m.completed_at,
+            webhook_endpoint_id: m.webhook_endpoint_id.map(Into::into),
+            event_type: m
+                .event_type
+                .as_deref()
+                .map(|e| parse_column("outbox.event_type", e))
+                .transpose()?,
+            last_status_code: m.last_status_code.and_then(|c| u16::try_from(c).ok()),
         })
     }
 }
@@ -245,14 +267,30 @@ pub(crate) async fn enqueue(
     payload: &OutboxPayload,
 ) -> Result<OutboxId, StoreError> {
     let id = OutboxId::new();
+    let mut row = pending_row(id, kind, environment_id, Some(request_id));
+    row.recipient = Set(recipient.map(|r| r.as_str().to_owned()));
+    row.payload = Set(serde_json::to_string(payload).unwrap_or_else(|_| "{}".into()));
+    outbox::Entity::insert(row)
+        .exec_without_returning(tx)
+        .await?;
+    Ok(id)
+}
+
+/// A new row, due now, with nothing kind-specific filled in.
+pub(crate) fn pending_row(
+    id: OutboxId,
+    kind: OutboxKind,
+    environment_id: EnvironmentId,
+    request_id: Option<RequestId>,
+) -> outbox::ActiveModel {
     let at = now();
-    let row = outbox::ActiveModel {
+    outbox::ActiveModel {
         id: Set(id.as_uuid()),
         kind: Set(kind.as_str().into()),
         environment_id: Set(Some(environment_id.as_uuid())),
-        request_id: Set(Some(request_id.as_uuid())),
-        recipient: Set(recipient.map(|r| r.as_str().to_owned())),
-        payload: Set(serde_json::to_string(payload).unwrap_or_else(|_| "{}".into())),
+        request_id: Set(request_id.map(|r| r.as_uuid())),
+        recipient: Set(None),
+        payload: Set("{}".into()),
         state: Set(OutboxState::Pending.as_str().into()),
         attempts: Set(0),
         max_attempts: Set(kind.max_attempts()),
@@ -262,11 +300,11 @@ pub(crate) async fn enqueue(
         last_error: Set(None),
         created_at: Set(at),
         completed_at: Set(None),
-    };
-    outbox::Entity::insert(row)
-        .exec_without_returning(tx)
-        .await?;
-    Ok(id)
+        webhook_endpoint_id: Set(None),
+        event_type: Set(None),
+        body: Set(None),
+        last_status_code: Set(None),
+    }
 }
 
 /// `last_error` of a row whose last attempt's worker never reported back.
@@ -276,7 +314,7 @@ const LAST_LEASE_EXPIRED: &str =
 /// Longest error text kept on a row.
 const MAX_ERROR_CHARS: usize = 1000;
 
-fn clip(error: &str) -> String {
+pub(crate) fn clip(error: &str) -> String {
     error.chars().take(MAX_ERROR_CHARS).collect()
 }
 
@@ -355,37 +393,7 @@ impl Store {
         retry_at: DateTime<Utc>,
     ) -> Result<Option<OutboxState>, StoreError> {
         self.transact(|tx| async move {
-            let Some(row) = outbox::Entity::find_by_id(id.as_uuid())
-                .filter(outbox::Column::LeaseOwner.eq(owner))
-                .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
-                .one(&tx)
-                .await?
-            else {
-                return Ok(None);
-            };
-            let state = if permanent || row.attempts >= row.max_attempts {
-                OutboxState::Dead
-            } else {
-                OutboxState::Pending
-            };
-            let res = outbox::Entity::update_many()
-                .col_expr(outbox::Column::State, state.as_str().into())
-                .col_expr(outbox::Column::LastError, Some(clip(error)).into())
-                .col_expr(outbox::Column::NextAttemptAt, retry_at.into())
-                .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
-                .col_expr(
-                    outbox::Column::LeaseExpiresAt,
-                    Option::<DateTime<Utc>>::None.into(),
-                )
-                .col_expr(
-                    outbox::Column::CompletedAt,
-                    (state == OutboxState::Dead).then(now).into(),
-                )
-                .filter(outbox::Column::Id.eq(id.as_uuid()))
-                .filter(outbox::Column::LeaseOwner.eq(owner))
-                .exec(&tx)
-                .await?;
-            Ok((res.rows_affected == 1).then_some(state))
+            mark_failed_in(&tx, id, owner, error, permanent, retry_at, None).await
         })
         .await
     }
@@ -520,6 +528,54 @@ impl Store {
         )
         .await?)
     }
+}
+
+/// Records a failed attempt inside the caller's transaction (see [`Store::outbox_mark_failed`]);
+/// `status_code` is the HTTP status a webhook delivery got, if any.
+pub(crate) async fn mark_failed_in(
+    tx: &impl ConnectionTrait,
+    id: OutboxId,
+    owner: &str,
+    error: &str,
+    permanent: bool,
+    retry_at: DateTime<Utc>,
+    status_code: Option<u16>,
+) -> Result<Option<OutboxState>, StoreError> {
+    let Some(row) = outbox::Entity::find_by_id(id.as_uuid())
+        .filter(outbox::Column::LeaseOwner.eq(owner))
+        .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
+        .one(tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let state = if permanent || row.attempts >= row.max_attempts {
+        OutboxState::Dead
+    } else {
+        OutboxState::Pending
+    };
+    let res = outbox::Entity::update_many()
+        .col_expr(outbox::Column::State, state.as_str().into())
+        .col_expr(outbox::Column::LastError, Some(clip(error)).into())
+        .col_expr(
+            outbox::Column::LastStatusCode,
+            status_code.map(i32::from).into(),
+        )
+        .col_expr(outbox::Column::NextAttemptAt, retry_at.into())
+        .col_expr(outbox::Column::LeaseOwner, Option::<String>::None.into())
+        .col_expr(
+            outbox::Column::LeaseExpiresAt,
+            Option::<DateTime<Utc>>::None.into(),
+        )
+        .col_expr(
+            outbox::Column::CompletedAt,
+            (state == OutboxState::Dead).then(now).into(),
+        )
+        .filter(outbox::Column::Id.eq(id.as_uuid()))
+        .filter(outbox::Column::LeaseOwner.eq(owner))
+        .exec(tx)
+        .await?;
+    Ok((res.rows_affected == 1).then_some(state))
 }
 
 pub(crate) async fn mark_sent_in(

@@ -1,6 +1,7 @@
 pub mod agents;
 pub mod phone_numbers;
 pub mod release_requests;
+pub mod webhooks;
 
 use releasedesk_store::Cursor;
 use serde::Deserialize;

@@ -1,5 +1,6 @@
-//! `GET /console/outbox`: emails and release jobs with their state, attempts and last error;
-//! `POST /console/outbox/{id}/retry` puts a dead row back in the queue.
+//! `GET /console/outbox`: emails, webhook deliveries and release jobs with their state,
+//! attempts and last error (and, for webhooks, the endpoint URL, the event type and the last
+//! HTTP status); `POST /console/outbox/{id}/retry` puts a dead row back in the queue.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -35,12 +36,17 @@ pub(crate) struct Tab {
 pub(crate) struct Row {
     pub id: String,
     pub kind: &'static str,
+    /// A webhook delivery's event type.
+    pub event_type: Option<&'static str>,
+    /// The email address, or the webhook endpoint's URL.
     pub recipient: String,
     pub state: &'static str,
     pub dead: bool,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: String,
+    /// A webhook delivery's last HTTP status.
+    pub last_status: Option<u16>,
     pub next_attempt: String,
     pub created_at: String,
     pub created_at_full: String,
@@ -93,12 +99,14 @@ pub(crate) async fn show(
         .map(|o| Row {
             id: o.id.to_string(),
             kind: o.kind.as_str(),
+            event_type: o.event_type.map(|e| e.as_str()),
             recipient: o.recipient.unwrap_or_default(),
             state: o.state.as_str(),
             dead: o.state == OutboxState::Dead,
             attempts: o.attempts,
             max_attempts: o.max_attempts,
             last_error: o.last_error.unwrap_or_default(),
+            last_status: o.last_status_code,
             next_attempt: match o.state {
                 OutboxState::Pending => timestamp(o.next_attempt_at),
                 _ => String::new(),

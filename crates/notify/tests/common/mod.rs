@@ -198,6 +198,8 @@ pub fn config(smtp_url: Option<String>, mail_dir: &Path) -> NotifyConfig {
         poll_interval: Duration::from_millis(50),
         lease: Duration::from_secs(30),
         sweep_interval: Duration::from_secs(60),
+        webhooks: Default::default(),
+        webhook_timeout: releasedesk_notify::webhook::WEBHOOK_TIMEOUT,
     }
 }
 

@@ -16,3 +16,4 @@ pub mod sign_in_throttle;
 pub mod staff_known_address;
 pub mod staff_session;
 pub mod staff_user;
+pub mod webhook_endpoint;

@@ -21,6 +21,13 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// Webhook deliveries: the endpoint, the event type, the exact body sent, and the HTTP
+    /// status of the last attempt.
+    pub webhook_endpoint_id: Option<Uuid>,
+    pub event_type: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub body: Option<String>,
+    pub last_status_code: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
