@@ -486,6 +486,15 @@ async fn every_request_event_reaches_each_subscribed_endpoint_once(backend: Back
         )
         .await
         .unwrap();
+    // created → expired (nobody decided within the expiry, swept by the service levels)
+    let ignored = app.add_number("+15550000006").await;
+    let expired = app.request_release(ignored).await;
+    let report = app
+        .store
+        .sweep_service_levels(releasedesk_store::now() + chrono::TimeDelta::days(31))
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1);
     drain(&worker(&app, LAX, TIMEOUT)).await;
 
     let got = receiver.received();
@@ -516,6 +525,8 @@ async fn every_request_event_reaches_each_subscribed_endpoint_once(backend: Back
         ("release_request.created", released.as_str()),
         ("release_request.approved", released.as_str()),
         ("release_request.released", released.as_str()),
+        ("release_request.created", expired.as_str()),
+        ("release_request.expired", expired.as_str()),
     ];
     expected.sort();
     assert_eq!(seen, expected, "each event exactly once");
@@ -523,7 +534,7 @@ async fn every_request_event_reaches_each_subscribed_endpoint_once(backend: Back
         .iter()
         .map(|r| r.header("webhook-id").to_owned())
         .collect();
-    assert_eq!(ids.len(), 7, "one delivery (one webhook-id) per event");
+    assert_eq!(ids.len(), 9, "one delivery (one webhook-id) per event");
 
     // Each payload is the request as it was right after its change.
     for (event, id, data) in &all {
