@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use releasedesk_store::StoreError;
+use releasedesk_store::{STORAGE_RETRY_AFTER_SECS, StorageFault, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -95,6 +95,30 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "Agent not found")
     }
 
+    /// 503 `STORAGE_UNAVAILABLE`: the database cannot take writes now (full disk, read-only
+    /// file, failover); nothing was changed. The response carries `Retry-After`.
+    pub fn storage_unavailable(fault: StorageFault) -> Self {
+        let message = match fault {
+            StorageFault::CommitUnconfirmed => {
+                "The database connection was lost while the change was being saved; it may not \
+                 have been saved. Check, then retry later"
+            }
+            StorageFault::Full
+            | StorageFault::ReadOnly
+            | StorageFault::Io
+            | StorageFault::Busy
+            | StorageFault::ConnectionLost
+            | StorageFault::Unreachable => {
+                "The database cannot take changes right now; nothing was saved. Retry later"
+            }
+        };
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORAGE_UNAVAILABLE",
+            message,
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,6 +162,10 @@ impl From<StoreError> for ApiError {
                 format!("Release request is {status} and can no longer be cancelled"),
             ),
             StoreError::Invalid { field, message } => Self::validation(field, message),
+            StoreError::StorageUnavailable { fault, ref source } => {
+                tracing::warn!(%fault, error = %source, "request refused: storage unavailable");
+                Self::storage_unavailable(fault)
+            }
             other @ (StoreError::EnvironmentNotFound
             | StoreError::ConfirmationMismatch
             | StoreError::DuplicatePhoneNumber
@@ -155,6 +183,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let internal = self.status == StatusCode::INTERNAL_SERVER_ERROR;
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
         let body = ErrorBody {
             success: false,
             message: self.message,
@@ -164,6 +193,12 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if internal {
             response.extensions_mut().insert(InternalErrorMarker);
+        }
+        if unavailable {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
+            );
         }
         response
     }

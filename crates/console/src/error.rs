@@ -10,7 +10,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use releasedesk_store::StoreError;
+use releasedesk_store::{STORAGE_RETRY_AFTER_SECS, StorageFault, StoreError};
 
 use crate::view::Layout;
 
@@ -23,6 +23,10 @@ pub enum HtmlError {
     Forbidden,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The database cannot take writes now (full disk, read-only file, failover): the change
+    /// was not saved, and the page says so.
+    #[error("storage unavailable: {0}")]
+    Unavailable(StorageFault),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -43,6 +47,10 @@ impl From<StoreError> for HtmlError {
             }
             StoreError::Invalid { field, message } => {
                 HtmlError::BadRequest(format!("{field}: {message}"))
+            }
+            StoreError::StorageUnavailable { fault, source } => {
+                tracing::warn!(%fault, error = %source, "console request refused: storage unavailable");
+                HtmlError::Unavailable(fault)
             }
             other => HtmlError::internal(other),
         }
@@ -83,6 +91,26 @@ impl IntoResponse for HtmlError {
                 title: "Bad request",
                 message: why.clone(),
             },
+            HtmlError::Unavailable(fault) => ErrorPage {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Not saved",
+                message: match fault {
+                    StorageFault::CommitUnconfirmed => format!(
+                        "The database stopped answering while your change was being saved \
+                         ({fault}). Open the request again to see whether it was saved before \
+                         trying again."
+                    ),
+                    StorageFault::Full
+                    | StorageFault::ReadOnly
+                    | StorageFault::Io
+                    | StorageFault::Busy
+                    | StorageFault::ConnectionLost
+                    | StorageFault::Unreachable => format!(
+                        "Your change was not saved: the database cannot take changes right now \
+                         ({fault}). Nothing was changed. Go back and try again in a minute."
+                    ),
+                },
+            },
             HtmlError::Internal(cause) => {
                 tracing::error!(error = %error_chain(cause.as_ref()), "console request failed");
                 ErrorPage {
@@ -98,6 +126,12 @@ impl IntoResponse for HtmlError {
             tracing::warn!("console POST refused: CSRF token missing or wrong");
         }
         let mut res = page.status.into_response();
+        if page.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
+            );
+        }
         res.extensions_mut().insert(page);
         res
     }

@@ -230,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bind: ([127, 0, 0, 1], 0).into(),
                 mail,
                 no_worker: false,
+                shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
             });
             let store = open_with(&config).await?;
             let public_url = config

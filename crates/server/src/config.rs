@@ -31,8 +31,9 @@ pub struct MailArgs {
         default_value = "releasedesk <no-reply@localhost>"
     )]
     pub mail_from: String,
-    /// How long a worker holds a claimed outbox row before another worker may take it.
-    #[arg(long, env = "RELEASEDESK_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// How long a claimed outbox row stays leased without a renewal (the worker renews it every
+    /// third of this while it works on it): a crashed worker's row is taken over after this.
+    #[arg(long, env = "RELEASEDESK_WORKER_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub worker_lease_secs: u64,
     /// How often an idle worker looks for due rows.
     #[arg(long, env = "RELEASEDESK_WORKER_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -57,6 +58,22 @@ pub struct ServeArgs {
     /// Serve API and console only; run the outbox worker elsewhere (`releasedesk worker`).
     #[arg(long, env = "RELEASEDESK_NO_WORKER")]
     pub no_worker: bool,
+    /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, before the
+    /// server stops accepting connections (`5s`, `500ms`; `0s` stops at once).
+    #[arg(long, env = "RELEASEDESK_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_shutdown_grace)]
+    pub shutdown_grace: Duration,
+}
+
+/// The default of `RELEASEDESK_SHUTDOWN_GRACE`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A duration written like `5s`, `500ms` or `1m`; empty means the default.
+fn parse_shutdown_grace(value: &str) -> Result<Duration, String> {
+    if value.trim().is_empty() {
+        return Ok(DEFAULT_SHUTDOWN_GRACE);
+    }
+    humantime::parse_duration(value.trim())
+        .map_err(|e| format!("{e} (write a duration like 5s, 500ms or 1m)"))
 }
 
 /// Everything `start` needs, resolved from flags and environment (or built by tests).
@@ -73,6 +90,8 @@ pub struct ServeConfig {
     pub worker_poll_interval: Duration,
     pub worker_lease: Duration,
     pub max_connections: Option<u32>,
+    /// How long shutdown keeps serving with `/readyz` at 503 before it stops accepting.
+    pub shutdown_grace: Duration,
 }
 
 impl ServeConfig {
@@ -89,6 +108,7 @@ impl ServeConfig {
             worker_poll_interval: Duration::from_millis(args.mail.worker_poll_ms),
             worker_lease: Duration::from_secs(args.mail.worker_lease_secs),
             max_connections: None,
+            shutdown_grace: args.shutdown_grace,
         }
     }
 
@@ -106,6 +126,8 @@ impl ServeConfig {
             worker_poll_interval: Duration::from_millis(100),
             worker_lease: Duration::from_secs(30),
             max_connections: Some(8),
+            // Tests shut servers down all the time, with no load balancer to tell.
+            shutdown_grace: Duration::ZERO,
         }
     }
 
@@ -116,5 +138,23 @@ impl ServeConfig {
             .unwrap_or_else(|| format!("http://{bound}"))
             .trim_end_matches('/')
             .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_grace_is_a_duration_and_empty_means_the_default() {
+        assert_eq!(parse_shutdown_grace("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            parse_shutdown_grace("750ms"),
+            Ok(Duration::from_millis(750))
+        );
+        assert_eq!(parse_shutdown_grace("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_shutdown_grace(""), Ok(DEFAULT_SHUTDOWN_GRACE));
+        assert!(parse_shutdown_grace("5").is_err());
+        assert!(parse_shutdown_grace("soon").is_err());
     }
 }

@@ -11,6 +11,7 @@ mod audit;
 mod connect;
 pub mod entities;
 mod error;
+mod health;
 mod outbox;
 mod release;
 mod requests;
@@ -22,7 +23,7 @@ mod views;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
-pub use error::{AgentRef, StoreError};
+pub use error::{AgentRef, ErrorChain, STORAGE_RETRY_AFTER_SECS, StorageFault, StoreError};
 pub use outbox::{Audience, EmailKind, OutboxKind, OutboxPayload, OutboxRow, OutboxState};
 pub use release::{CarrierReceipt, ReleaseOutcome};
 pub use requests::{Cursor, ListFilter, Page};

@@ -92,8 +92,10 @@ impl Store {
         reason: Reason,
     ) -> Result<ReleaseRequest, StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        let row = tx
+        let reason = &reason;
+        let model = self
+            .transact(|tx| async move {
+                let row = tx
             .query_one_raw(self.stmt(
                 "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2 AND environment_id = $3 \
                  RETURNING e164, status",
@@ -105,68 +107,71 @@ impl Store {
             ))
             .await?
             .ok_or(StoreError::PhoneNumberNotFound)?;
-        let e164: String = row.try_get_by_index(0)?;
-        let status: String = row.try_get_by_index(1)?;
-        if parse_column::<PhoneNumberStatus>("phone_numbers.status", &status)?
-            == PhoneNumberStatus::Released
-        {
-            return Err(StoreError::PhoneNumberReleased);
-        }
-        if let Some(open) = open_request_status(&tx, phone_number_id).await? {
-            return Err(already_open(open));
-        }
-        let agents = active_agents_holding(&tx, phone_number_id).await?;
-        if !agents.is_empty() {
-            return Err(StoreError::PhoneNumberInUse { agents });
-        }
-        let id = RequestId::new();
-        let model = release_request::Model {
-            id: id.as_uuid(),
-            environment_id: auth.environment_id.as_uuid(),
-            phone_number_id: phone_number_id.as_uuid(),
-            phone_number: e164,
-            reason: reason.into_inner(),
-            status: RequestStatus::Pending.as_str().into(),
-            requested_at: at,
-            resolved_at: None,
-            released_at: None,
-            review_note: None,
-            reviewed_by: None,
-        };
-        let inserted =
-            release_request::Entity::insert(release_request::ActiveModel::from(model.clone()))
+                let e164: String = row.try_get_by_index(0)?;
+                let status: String = row.try_get_by_index(1)?;
+                if parse_column::<PhoneNumberStatus>("phone_numbers.status", &status)?
+                    == PhoneNumberStatus::Released
+                {
+                    return Err(StoreError::PhoneNumberReleased);
+                }
+                if let Some(open) = open_request_status(&tx, phone_number_id).await? {
+                    return Err(already_open(open));
+                }
+                let agents = active_agents_holding(&tx, phone_number_id).await?;
+                if !agents.is_empty() {
+                    return Err(StoreError::PhoneNumberInUse { agents });
+                }
+                let id = RequestId::new();
+                let model = release_request::Model {
+                    id: id.as_uuid(),
+                    environment_id: auth.environment_id.as_uuid(),
+                    phone_number_id: phone_number_id.as_uuid(),
+                    phone_number: e164,
+                    reason: reason.as_str().to_owned(),
+                    status: RequestStatus::Pending.as_str().into(),
+                    requested_at: at,
+                    resolved_at: None,
+                    released_at: None,
+                    review_note: None,
+                    reviewed_by: None,
+                };
+                let inserted = release_request::Entity::insert(release_request::ActiveModel::from(
+                    model.clone(),
+                ))
                 .exec_without_returning(&tx)
                 .await;
-        if let Err(e) = inserted {
-            return Err(if StoreError::is_unique_violation(&e) {
-                StoreError::ReleaseAlreadyPending
-            } else {
-                e.into()
-            });
-        }
-        let actor = auth.actor();
-        Event {
-            actor: &actor,
-            action: AuditAction::RequestCreated,
-            environment_id: Some(auth.environment_id),
-            request_id: Some(id),
-            phone_number_id: Some(phone_number_id),
-            detail: None,
-        }
-        .record(&tx)
-        .await?;
-        if let Some(support) = &self.options().support_email {
-            enqueue(
-                &tx,
-                OutboxKind::Email(EmailKind::RequestCreated),
-                auth.environment_id,
-                id,
-                Some(support),
-                &OutboxPayload::default(),
-            )
+                if let Err(e) = inserted {
+                    return Err(if StoreError::is_unique_violation(&e) {
+                        StoreError::ReleaseAlreadyPending
+                    } else {
+                        e.into()
+                    });
+                }
+                let actor = auth.actor();
+                Event {
+                    actor: &actor,
+                    action: AuditAction::RequestCreated,
+                    environment_id: Some(auth.environment_id),
+                    request_id: Some(id),
+                    phone_number_id: Some(phone_number_id),
+                    detail: None,
+                }
+                .record(&tx)
+                .await?;
+                if let Some(support) = &self.options().support_email {
+                    enqueue(
+                        &tx,
+                        OutboxKind::Email(EmailKind::RequestCreated),
+                        auth.environment_id,
+                        id,
+                        Some(support),
+                        &OutboxPayload::default(),
+                    )
+                    .await?;
+                }
+                Ok(model)
+            })
             .await?;
-        }
-        tx.commit().await?;
         ReleaseRequest::try_from(model)
     }
 
@@ -219,46 +224,47 @@ impl Store {
         id: RequestId,
     ) -> Result<ReleaseRequest, StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
-            .filter(release_request::Column::EnvironmentId.eq(auth.environment_id.as_uuid()))
-            .one(&tx)
-            .await?
-            .ok_or(StoreError::RequestNotFound)?
-            .try_into()?;
-        let next = current
-            .status
-            .cancel()
-            .map_err(|e| StoreError::NotPending(e.from))?;
-        let res = release_request::Entity::update_many()
-            .col_expr(release_request::Column::Status, next.as_str().into())
-            .col_expr(release_request::Column::ResolvedAt, Some(at).into())
-            .filter(release_request::Column::Id.eq(id.as_uuid()))
-            .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
-            .exec(&tx)
+        self.transact(|tx| async move {
+            let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
+                .filter(release_request::Column::EnvironmentId.eq(auth.environment_id.as_uuid()))
+                .one(&tx)
+                .await?
+                .ok_or(StoreError::RequestNotFound)?
+                .try_into()?;
+            let next = current
+                .status
+                .cancel()
+                .map_err(|e| StoreError::NotPending(e.from))?;
+            let res = release_request::Entity::update_many()
+                .col_expr(release_request::Column::Status, next.as_str().into())
+                .col_expr(release_request::Column::ResolvedAt, Some(at).into())
+                .filter(release_request::Column::Id.eq(id.as_uuid()))
+                .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
+                .exec(&tx)
+                .await?;
+            if res.rows_affected != 1 {
+                // Someone decided it between our read and our update: report what they decided.
+                let status = current_status(&tx, id).await?;
+                return Err(StoreError::NotPending(status));
+            }
+            let actor = auth.actor();
+            Event {
+                actor: &actor,
+                action: AuditAction::RequestCancelled,
+                environment_id: Some(auth.environment_id),
+                request_id: Some(id),
+                phone_number_id: Some(current.phone_number_id),
+                detail: None,
+            }
+            .record(&tx)
             .await?;
-        if res.rows_affected != 1 {
-            // Someone decided it between our read and our update: report what they decided.
-            let status = current_status(&tx, id).await?;
-            return Err(StoreError::NotPending(status));
-        }
-        let actor = auth.actor();
-        Event {
-            actor: &actor,
-            action: AuditAction::RequestCancelled,
-            environment_id: Some(auth.environment_id),
-            request_id: Some(id),
-            phone_number_id: Some(current.phone_number_id),
-            detail: None,
-        }
-        .record(&tx)
-        .await?;
-        tx.commit().await?;
-        Ok(ReleaseRequest {
-            status: next,
-            resolved_at: Some(at),
-            ..current
+            Ok(ReleaseRequest {
+                status: next,
+                resolved_at: Some(at),
+                ..current
+            })
         })
+        .await
     }
 }
 

@@ -189,84 +189,86 @@ impl Store {
         note: Option<ApprovalNote>,
     ) -> Result<ReleaseRequest, StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
-            .one(&tx)
-            .await?
-            .ok_or(StoreError::RequestNotFound)?
-            .try_into()?;
-        let next = current
-            .status
-            .approve()
-            .map_err(|e| StoreError::NotPending(e.from))?;
-        if confirm_number.trim() != current.phone_number {
-            return Err(StoreError::ConfirmationMismatch);
-        }
-        // Lock the number's row (the lock requests and assignments take too) so an agent
-        // activated at this moment cannot slip between the check and the update.
-        tx.execute_raw(self.stmt(
-            "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2",
-            [at.into(), current.phone_number_id.as_uuid().into()],
-        ))
-        .await?;
-        let agents = active_agents_holding(&tx, current.phone_number_id).await?;
-        if !agents.is_empty() {
-            return Err(StoreError::PhoneNumberInUse { agents });
-        }
-        let note = note.map(ApprovalNote::into_inner);
-        let reviewer = staff_id(staff);
-        let res = release_request::Entity::update_many()
-            .col_expr(release_request::Column::Status, next.as_str().into())
-            .col_expr(release_request::Column::ResolvedAt, Some(at).into())
-            .col_expr(release_request::Column::ReviewNote, note.clone().into())
-            .col_expr(release_request::Column::ReviewedBy, reviewer.into())
-            .filter(release_request::Column::Id.eq(id.as_uuid()))
-            .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
-            .exec(&tx)
+        let note = &note;
+        self.transact(|tx| async move {
+            let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
+                .one(&tx)
+                .await?
+                .ok_or(StoreError::RequestNotFound)?
+                .try_into()?;
+            let next = current
+                .status
+                .approve()
+                .map_err(|e| StoreError::NotPending(e.from))?;
+            if confirm_number.trim() != current.phone_number {
+                return Err(StoreError::ConfirmationMismatch);
+            }
+            // Lock the number's row (the lock requests and assignments take too) so an agent
+            // activated at this moment cannot slip between the check and the update.
+            tx.execute_raw(self.stmt(
+                "UPDATE phone_numbers SET updated_at = $1 WHERE id = $2",
+                [at.into(), current.phone_number_id.as_uuid().into()],
+            ))
             .await?;
-        if res.rows_affected != 1 {
-            return Err(StoreError::NotPending(current_status(&tx, id).await?));
-        }
-        Event {
-            actor: staff,
-            action: AuditAction::RequestApproved,
-            environment_id: Some(current.environment_id),
-            request_id: Some(id),
-            phone_number_id: Some(current.phone_number_id),
-            detail: note.as_ref().map(|n| serde_json::json!({ "note": n })),
-        }
-        .record(&tx)
-        .await?;
-        let recipient = notify_email(&tx, current.environment_id).await?;
-        let payload = OutboxPayload {
-            decided_by: staff_label(staff),
-        };
-        enqueue(
-            &tx,
-            OutboxKind::Email(EmailKind::RequestApproved),
-            current.environment_id,
-            id,
-            recipient.as_ref(),
-            &payload,
-        )
-        .await?;
-        enqueue(
-            &tx,
-            OutboxKind::ReleaseNumber,
-            current.environment_id,
-            id,
-            None,
-            &payload,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ReleaseRequest {
-            status: next,
-            resolved_at: Some(at),
-            review_note: note,
-            reviewed_by: reviewer.map(Into::into),
-            ..current
+            let agents = active_agents_holding(&tx, current.phone_number_id).await?;
+            if !agents.is_empty() {
+                return Err(StoreError::PhoneNumberInUse { agents });
+            }
+            let note = note.as_ref().map(|n| n.as_str().to_owned());
+            let reviewer = staff_id(staff);
+            let res = release_request::Entity::update_many()
+                .col_expr(release_request::Column::Status, next.as_str().into())
+                .col_expr(release_request::Column::ResolvedAt, Some(at).into())
+                .col_expr(release_request::Column::ReviewNote, note.clone().into())
+                .col_expr(release_request::Column::ReviewedBy, reviewer.into())
+                .filter(release_request::Column::Id.eq(id.as_uuid()))
+                .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
+                .exec(&tx)
+                .await?;
+            if res.rows_affected != 1 {
+                return Err(StoreError::NotPending(current_status(&tx, id).await?));
+            }
+            Event {
+                actor: staff,
+                action: AuditAction::RequestApproved,
+                environment_id: Some(current.environment_id),
+                request_id: Some(id),
+                phone_number_id: Some(current.phone_number_id),
+                detail: note.as_ref().map(|n| serde_json::json!({ "note": n })),
+            }
+            .record(&tx)
+            .await?;
+            let recipient = notify_email(&tx, current.environment_id).await?;
+            let payload = OutboxPayload {
+                decided_by: staff_label(staff),
+            };
+            enqueue(
+                &tx,
+                OutboxKind::Email(EmailKind::RequestApproved),
+                current.environment_id,
+                id,
+                recipient.as_ref(),
+                &payload,
+            )
+            .await?;
+            enqueue(
+                &tx,
+                OutboxKind::ReleaseNumber,
+                current.environment_id,
+                id,
+                None,
+                &payload,
+            )
+            .await?;
+            Ok(ReleaseRequest {
+                status: next,
+                resolved_at: Some(at),
+                review_note: note,
+                reviewed_by: reviewer.map(Into::into),
+                ..current
+            })
         })
+        .await
     }
 
     /// Rejects a pending request with a note meant for the customer; `rejected` is terminal.
@@ -277,64 +279,66 @@ impl Store {
         note: RejectionNote,
     ) -> Result<ReleaseRequest, StoreError> {
         let at = now();
-        let tx = self.begin().await?;
-        let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
-            .one(&tx)
-            .await?
-            .ok_or(StoreError::RequestNotFound)?
-            .try_into()?;
-        let next = current
-            .status
-            .reject()
-            .map_err(|e| StoreError::NotPending(e.from))?;
-        let note = note.into_inner();
-        let reviewer = staff_id(staff);
-        let res = release_request::Entity::update_many()
-            .col_expr(release_request::Column::Status, next.as_str().into())
-            .col_expr(release_request::Column::ResolvedAt, Some(at).into())
-            .col_expr(
-                release_request::Column::ReviewNote,
-                Some(note.clone()).into(),
-            )
-            .col_expr(release_request::Column::ReviewedBy, reviewer.into())
-            .filter(release_request::Column::Id.eq(id.as_uuid()))
-            .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
-            .exec(&tx)
+        let note = &note;
+        self.transact(|tx| async move {
+            let current: ReleaseRequest = release_request::Entity::find_by_id(id.as_uuid())
+                .one(&tx)
+                .await?
+                .ok_or(StoreError::RequestNotFound)?
+                .try_into()?;
+            let next = current
+                .status
+                .reject()
+                .map_err(|e| StoreError::NotPending(e.from))?;
+            let note = note.as_str().to_owned();
+            let reviewer = staff_id(staff);
+            let res = release_request::Entity::update_many()
+                .col_expr(release_request::Column::Status, next.as_str().into())
+                .col_expr(release_request::Column::ResolvedAt, Some(at).into())
+                .col_expr(
+                    release_request::Column::ReviewNote,
+                    Some(note.clone()).into(),
+                )
+                .col_expr(release_request::Column::ReviewedBy, reviewer.into())
+                .filter(release_request::Column::Id.eq(id.as_uuid()))
+                .filter(release_request::Column::Status.eq(RequestStatus::Pending.as_str()))
+                .exec(&tx)
+                .await?;
+            if res.rows_affected != 1 {
+                return Err(StoreError::NotPending(current_status(&tx, id).await?));
+            }
+            Event {
+                actor: staff,
+                action: AuditAction::RequestRejected,
+                environment_id: Some(current.environment_id),
+                request_id: Some(id),
+                phone_number_id: Some(current.phone_number_id),
+                detail: Some(serde_json::json!({ "note": note })),
+            }
+            .record(&tx)
             .await?;
-        if res.rows_affected != 1 {
-            return Err(StoreError::NotPending(current_status(&tx, id).await?));
-        }
-        Event {
-            actor: staff,
-            action: AuditAction::RequestRejected,
-            environment_id: Some(current.environment_id),
-            request_id: Some(id),
-            phone_number_id: Some(current.phone_number_id),
-            detail: Some(serde_json::json!({ "note": note })),
-        }
-        .record(&tx)
-        .await?;
-        let recipient = notify_email(&tx, current.environment_id).await?;
-        let payload = OutboxPayload {
-            decided_by: staff_label(staff),
-        };
-        enqueue(
-            &tx,
-            OutboxKind::Email(EmailKind::RequestRejected),
-            current.environment_id,
-            id,
-            recipient.as_ref(),
-            &payload,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ReleaseRequest {
-            status: next,
-            resolved_at: Some(at),
-            review_note: Some(note),
-            reviewed_by: reviewer.map(Into::into),
-            ..current
+            let recipient = notify_email(&tx, current.environment_id).await?;
+            let payload = OutboxPayload {
+                decided_by: staff_label(staff),
+            };
+            enqueue(
+                &tx,
+                OutboxKind::Email(EmailKind::RequestRejected),
+                current.environment_id,
+                id,
+                recipient.as_ref(),
+                &payload,
+            )
+            .await?;
+            Ok(ReleaseRequest {
+                status: next,
+                resolved_at: Some(at),
+                review_note: Some(note),
+                reviewed_by: reviewer.map(Into::into),
+                ..current
+            })
         })
+        .await
     }
 }
 
