@@ -231,3 +231,77 @@ impl fmt::Display for StorageFault {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_full_read_only_io_and_busy_are_storage_faults() {
+        use StorageFault as F;
+        assert_eq!(StorageFault::of_sqlite_code(13), Some(F::Full));
+        assert_eq!(StorageFault::of_sqlite_code(8), Some(F::ReadOnly));
+        // Extended codes: SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC.
+        assert_eq!(
+            StorageFault::of_sqlite_code(8 | (4 << 8)),
+            Some(F::ReadOnly)
+        );
+        assert_eq!(StorageFault::of_sqlite_code(10 | (3 << 8)), Some(F::Io));
+        assert_eq!(StorageFault::of_sqlite_code(10 | (4 << 8)), Some(F::Io));
+        assert_eq!(StorageFault::of_sqlite_code(14), Some(F::Io));
+        assert_eq!(StorageFault::of_sqlite_code(5), Some(F::Busy));
+        // A constraint violation or a syntax error is the caller's, not the storage's.
+        assert_eq!(StorageFault::of_sqlite_code(19 | (8 << 8)), None);
+        assert_eq!(StorageFault::of_sqlite_code(1), None);
+    }
+
+    #[test]
+    fn postgres_failover_termination_and_full_disk_are_storage_faults() {
+        use StorageFault as F;
+        assert_eq!(StorageFault::of_sqlstate("57P01"), Some(F::ConnectionLost));
+        assert_eq!(StorageFault::of_sqlstate("08006"), Some(F::ConnectionLost));
+        assert_eq!(StorageFault::of_sqlstate("57P03"), Some(F::Unreachable));
+        assert_eq!(StorageFault::of_sqlstate("25006"), Some(F::ReadOnly));
+        assert_eq!(StorageFault::of_sqlstate("53100"), Some(F::Full));
+        assert_eq!(StorageFault::of_sqlstate("23505"), None);
+        assert_eq!(StorageFault::of_sqlstate("40001"), None);
+    }
+
+    #[test]
+    fn only_a_lost_connection_is_worth_a_second_try() {
+        use StorageFault as F;
+        let retried: Vec<F> = [
+            F::Full,
+            F::ReadOnly,
+            F::Io,
+            F::Busy,
+            F::ConnectionLost,
+            F::Unreachable,
+            F::CommitUnconfirmed,
+        ]
+        .into_iter()
+        .filter(|f| f.retry_on_fresh_connection())
+        .collect();
+        assert_eq!(retried, [F::ConnectionLost]);
+    }
+
+    #[test]
+    fn a_database_error_becomes_storage_unavailable_only_for_a_storage_fault() {
+        let lost = DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed);
+        assert_eq!(
+            StoreError::from(lost).storage_fault(),
+            Some(StorageFault::ConnectionLost)
+        );
+        let other = DbErr::RecordNotFound("x".into());
+        assert!(matches!(StoreError::from(other), StoreError::Database(_)));
+    }
+
+    #[test]
+    fn the_chain_shows_every_cause() {
+        let e = StoreError::from(DbErr::Custom("disk on fire".into()));
+        assert_eq!(
+            e.chain().to_string(),
+            "database error: Custom Error: disk on fire"
+        );
+    }
+}
