@@ -118,12 +118,14 @@ impl Store {
         let (write, read) = match backend {
             Backend::Sqlite => {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                let write = Database::connect(sqlite_options(url, 1, &health)).await?;
+                let write =
+                    while_busy(|| Database::connect(sqlite_options(url, 1, &health))).await?;
                 // An in-memory database exists once per connection: one pool must do.
                 let read = if in_memory {
                     write.clone()
                 } else {
-                    Database::connect(sqlite_options(url, SQLITE_READERS, &health)).await?
+                    while_busy(|| Database::connect(sqlite_options(url, SQLITE_READERS, &health)))
+                        .await?
                 };
                 (write, read)
             }
@@ -173,15 +175,18 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => {
-                let tx = self
-                    .write
-                    .begin_with_options(TransactionOptions {
-                        sqlite_transaction_mode: Some(SqliteTransactionMode::Exclusive),
-                        ..Default::default()
-                    })
-                    .await?;
-                Migrator::up(&tx, None).await?;
-                tx.commit().await?;
+                while_busy(|| async {
+                    let tx = self
+                        .write
+                        .begin_with_options(TransactionOptions {
+                            sqlite_transaction_mode: Some(SqliteTransactionMode::Exclusive),
+                            ..Default::default()
+                        })
+                        .await?;
+                    Migrator::up(&tx, None).await?;
+                    tx.commit().await
+                })
+                .await?;
             }
             Backend::Postgres => {
                 let pool = self.write.get_postgres_connection_pool();
@@ -409,6 +414,30 @@ impl Store {
 enum Attempt {
     BeforeCommit(StoreError),
     AtCommit(DbErr),
+}
+
+/// Runs `op` again while SQLite answers `SQLITE_BUSY`, for up to the busy timeout. SQLite's busy
+/// handler does not cover everything: processes that open a fresh database file at the same
+/// moment (switching it to WAL, recovering its WAL index) get `SQLITE_BUSY` at once.
+async fn while_busy<T, F, Fut>(op: F) -> Result<T, DbErr>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, DbErr>>,
+{
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match op().await {
+            Err(e)
+                if StorageFault::of(&e) == Some(StorageFault::Busy)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sqlx_err(e: sqlx::Error) -> StoreError {
