@@ -48,8 +48,9 @@ const SQLITE_READERS: u32 = 4;
 /// SQLite's page cache per connection, in KiB (SQLite's own default, written down so that the
 /// memory a connection may hold is a decision, not an accident).
 const SQLITE_CACHE_KIB: u32 = 2048;
-/// Prepared statements kept per connection. The store runs a few dozen distinct statements;
-/// `IN (…)` lists of every length would otherwise fill the cache with one-off statements.
+/// Prepared statements kept per SQLite connection (sqlx keeps 100). The store runs a few dozen
+/// distinct statements; `IN (…)` lists of every length would otherwise fill the cache with
+/// one-off statements, each holding SQLite memory.
 const STATEMENT_CACHE: usize = 64;
 const POSTGRES_DEFAULT_POOL: u32 = 16;
 /// A pooled connection idle this long is pinged before it is handed out (one that was busy a
@@ -62,7 +63,7 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 /// (the probe finishes in the background and its outcome counts for the next check).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The PostgreSQL advisory lock `migrate` holds: one instance migrates at a time.
-/// (`'releasedesk migrate'` hashed, fixed forever: instances of every version must agree.)
+/// (The ASCII of `reldmigr`; fixed forever: instances of every version must agree on it.)
 const MIGRATION_LOCK: i64 = 0x7265_6c64_6d69_6772;
 
 /// What a pool hook returns: keep the connection (`true`) or close it.
@@ -137,7 +138,6 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                     .sqlx_logging(false)
-                    .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE))
                     .map_sqlx_postgres_before_acquire(ping_if_idle_since_a_loss(&health))
                     .map_sqlx_postgres_pool_opts(|o| o.after_release(retire_if_in_transaction));
                 let db = Database::connect(opts).await?;
