@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::http::header::WWW_AUTHENTICATE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use releasedesk_store::StoreError;
+use releasedesk_store::{STORAGE_RETRY_AFTER_SECS, StorageFault, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
@@ -191,6 +191,26 @@ impl ApiError {
         )
     }
 
+    /// 503 `STORAGE_UNAVAILABLE`: the database cannot take writes now (full disk, read-only
+    /// file, failover); nothing was changed. The response carries `Retry-After`.
+    pub fn storage_unavailable(fault: StorageFault) -> Self {
+        let message = match fault {
+            StorageFault::CommitUnconfirmed => {
+                "The database connection was lost while the change was being saved; it may not \
+                 have been saved. Check, then retry later"
+            }
+            StorageFault::Full
+            | StorageFault::ReadOnly
+            | StorageFault::Io
+            | StorageFault::Busy
+            | StorageFault::ConnectionLost
+            | StorageFault::Unreachable => {
+                "The database cannot take changes right now; nothing was saved. Retry later"
+            }
+        };
+        Self::new(ErrorCode::StorageUnavailable, message)
+    }
+
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalError, "An internal error occurred")
     }
@@ -232,6 +252,10 @@ impl From<StoreError> for ApiError {
             // The request's claim on its key was taken over (its lock expired): its effect was
             // rolled back, and the key belongs to the request that took it.
             StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
+            StoreError::StorageUnavailable { fault, ref source } => {
+                tracing::warn!(%fault, error = %source, "request refused: storage unavailable");
+                Self::storage_unavailable(fault)
+            }
             other @ (StoreError::EnvironmentNotFound
             | StoreError::ConfirmationMismatch
             | StoreError::SameReviewer
@@ -266,6 +290,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
+            );
         }
         response
     }

@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use releasedesk_domain::{Permission, StaffRole};
-use releasedesk_store::StoreError;
+use releasedesk_store::{STORAGE_RETRY_AFTER_SECS, StorageFault, StoreError};
 
 use crate::view::Layout;
 
@@ -36,6 +36,10 @@ pub enum HtmlError {
     /// Too many sign-ins are being checked already: nothing was checked or counted.
     #[error("busy: the sign-in line is full")]
     Busy,
+    /// The database cannot take writes now (full disk, read-only file, failover): the change
+    /// was not saved, and the page says so.
+    #[error("storage unavailable: {0}")]
+    Unavailable(StorageFault),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -56,6 +60,10 @@ impl From<StoreError> for HtmlError {
             }
             StoreError::Invalid { field, message } => {
                 HtmlError::BadRequest(format!("{field}: {message}"))
+            }
+            StoreError::StorageUnavailable { fault, source } => {
+                tracing::warn!(%fault, error = %source, "console request refused: storage unavailable");
+                HtmlError::Unavailable(fault)
             }
             other => HtmlError::internal(other),
         }
@@ -112,6 +120,26 @@ impl IntoResponse for HtmlError {
                           counted; please try again in a few seconds."
                     .into(),
             },
+            HtmlError::Unavailable(fault) => ErrorPage {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Not saved",
+                message: match fault {
+                    StorageFault::CommitUnconfirmed => format!(
+                        "The database stopped answering while your change was being saved \
+                         ({fault}). Open the request again to see whether it was saved before \
+                         trying again."
+                    ),
+                    StorageFault::Full
+                    | StorageFault::ReadOnly
+                    | StorageFault::Io
+                    | StorageFault::Busy
+                    | StorageFault::ConnectionLost
+                    | StorageFault::Unreachable => format!(
+                        "Your change was not saved: the database cannot take changes right now \
+                         ({fault}). Nothing was changed. Go back and try again in a minute."
+                    ),
+                },
+            },
             HtmlError::Internal(cause) => {
                 tracing::error!(error = %error_chain(cause.as_ref()), "console request failed");
                 ErrorPage {
@@ -133,14 +161,21 @@ impl IntoResponse for HtmlError {
             HtmlError::NotFound(_)
             | HtmlError::BadRequest(_)
             | HtmlError::Busy
+            | HtmlError::Unavailable(_)
             | HtmlError::Internal(_) => {}
         }
         let mut res = page.status.into_response();
-        if matches!(self, HtmlError::Busy) {
-            res.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(BUSY_RETRY_AFTER),
-            );
+        let retry_after = match &self {
+            HtmlError::Busy => Some(HeaderValue::from_static(BUSY_RETRY_AFTER)),
+            HtmlError::Unavailable(_) => Some(HeaderValue::from(STORAGE_RETRY_AFTER_SECS)),
+            HtmlError::Forbidden
+            | HtmlError::NotAllowed { .. }
+            | HtmlError::NotFound(_)
+            | HtmlError::BadRequest(_)
+            | HtmlError::Internal(_) => None,
+        };
+        if let Some(retry_after) = retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, retry_after);
         }
         res.extensions_mut().insert(page);
         res

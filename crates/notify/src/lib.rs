@@ -46,8 +46,9 @@ pub struct NotifyConfig {
     pub public_url: String,
     /// How often the worker looks for due rows when idle.
     pub poll_interval: Duration,
-    /// How long a claimed row stays leased to this worker. A worker that dies holding rows
-    /// delays them by this much; an email or carrier call is cut off before it runs out.
+    /// How long a claimed row stays leased to this worker without a renewal. The worker renews
+    /// it every third of this while it works on the row; a worker that dies delays its row by
+    /// at most this much.
     pub lease: Duration,
     /// How often the worker sweeps the service levels (overdue reminders, expiry).
     pub sweep_interval: Duration,
@@ -58,7 +59,7 @@ pub struct NotifyConfig {
 }
 
 impl NotifyConfig {
-    /// The worker's defaults for everything but the addresses: poll every second, 60 s leases,
+    /// The worker's defaults for everything but the addresses: poll every second, 15 s leases,
     /// sweep every minute.
     pub fn new(
         smtp_url: Option<String>,
@@ -72,7 +73,7 @@ impl NotifyConfig {
             mail_from,
             public_url,
             poll_interval: Duration::from_secs(1),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             webhooks: WebhookPolicy::default(),
             webhook_timeout: webhook::WEBHOOK_TIMEOUT,

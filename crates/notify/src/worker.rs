@@ -8,6 +8,12 @@
 //! succeeded); a worker that dies in between leaves a leased row that another worker takes once
 //! the lease expires, and sends again with the same `Message-ID` (`webhook-id`). While a lease
 //! holds, no other worker touches the row.
+//!
+//! Leases are short (15 s by default) and renewed every third of a lease while the worker
+//! works on the row, so a slow SMTP server keeps its row while a crashed worker's row is
+//! taken over within one lease. Rows are claimed one at a time: a worker never holds rows it
+//! has not started, so a stopping worker has nothing to hand back and a crashed one delays
+//! only the row it was working on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +35,16 @@ use crate::email::{EmailContext, EmailKind, build_message, message_id, render};
 use crate::transport::{DeliveryError, Transport};
 use crate::webhook::{Attempt, WebhookClient, webhook_retry_delay};
 
-/// Rows claimed at once. Small, so that rows claimed but not yet started (which wait for the
-/// ones before them) are few: they are what a crash delays until the lease expires.
-const BATCH_SIZE: u64 = 10;
+/// Rows claimed at once. One: a row claimed but not started would wait behind the row in hand
+/// (however slow its SMTP server) while another worker could have taken it, and a crash would
+/// delay it by a lease. Claiming one row costs one small transaction; measured against claims
+/// of ten, draining the outbox is as fast (see `docs/faults.md`).
+const CLAIM_AT_ONCE: u64 = 1;
+/// Rows one pass ([`Worker::run_once`]) carries out at most.
+const ROWS_PER_PASS: usize = 10;
+/// One attempt at a row (an SMTP delivery, a carrier call) is cut off after this long; the
+/// lease is renewed meanwhile.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The first retry comes about this long after a failure; each further one waits twice as long.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 /// No retry waits longer than this.
@@ -84,11 +97,11 @@ impl Failure {
     /// A database that does not answer is worth waiting for; a request or environment that is
     /// gone, or a state the job cannot act on, is not.
     fn store(context: &str, e: StoreError) -> Self {
-        let permanent = !matches!(e, StoreError::Database(_));
-        let message = match &e {
-            StoreError::Database(db) => format!("{context}: {e}: {db}"),
-            _ => format!("{context}: {e}"),
-        };
+        let permanent = !matches!(
+            e,
+            StoreError::Database(_) | StoreError::StorageUnavailable { .. }
+        );
+        let message = format!("{context}: {}", e.chain());
         Self {
             message,
             permanent,
@@ -127,6 +140,9 @@ enum Done {
     /// The webhook endpoint answered 410 Gone: the delivery is `dead` and the endpoint
     /// disabled, as it asked.
     EndpointGone,
+    /// Given up half-way: the lease could not be renewed in time and another worker holds the
+    /// row now; it carries the row out (perhaps a second time, with the same Message-ID).
+    Abandoned,
 }
 
 impl Worker {
@@ -176,10 +192,11 @@ impl Worker {
         &self.message_host
     }
 
-    /// Claims the rows due now (at most one batch) and carries each out. Returns how many it
-    /// attempted, whatever their outcome; failures are recorded on the rows, not returned.
+    /// Carries out the rows due now (not those it enqueues itself, such as the email a release
+    /// job writes), one by one, at most ten. Returns how many it attempted,
+    /// whatever their outcome; failures are recorded on the rows, not returned.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        self.run_batch(None).await
+        self.run_pass(None).await
     }
 
     /// Sweeps the service levels once, now: expires what waited too long and enqueues the
@@ -201,9 +218,9 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown` is cancelled. Then it claims nothing more, finishes the row in
-    /// hand, and hands back the rows it claimed but did not start, so another worker can take
-    /// them at once instead of after the lease.
+    /// Runs until `shutdown` is cancelled. Then it claims nothing more and finishes the row in
+    /// hand (it holds no other: rows are claimed one at a time; should it hold some, it hands
+    /// them back at once, so another worker can take them without waiting for the lease).
     pub async fn run(self, shutdown: CancellationToken) {
         info!(worker = %self.id, transport = %self.transport.describe(), "outbox worker started");
         let mut claim_failures: u32 = 0;
@@ -218,7 +235,7 @@ impl Worker {
                 self.sweep().await;
                 next_sweep = Instant::now() + self.config.sweep_interval;
             }
-            let pause = match self.run_batch(Some(&shutdown)).await {
+            let pause = match self.run_pass(Some(&shutdown)).await {
                 // Rows were due: more may be; look again at once.
                 Ok(n) if n > 0 => {
                     claim_failures = 0;
@@ -230,7 +247,7 @@ impl Worker {
                 }
                 Err(e) => {
                     claim_failures = claim_failures.saturating_add(1);
-                    warn!(worker = %self.id, error = %e, "could not claim outbox rows");
+                    warn!(worker = %self.id, error = %e.chain(), "could not claim outbox rows");
                     self.config
                         .poll_interval
                         .saturating_mul(2u32.saturating_pow(claim_failures.min(10)))
@@ -259,48 +276,86 @@ impl Worker {
         }
     }
 
-    async fn run_batch(&self, shutdown: Option<&CancellationToken>) -> Result<usize, StoreError> {
-        let lease_until = now() + chrono_duration(self.config.lease);
-        let rows = self
-            .store
-            .claim_outbox(&self.id, lease_until, BATCH_SIZE)
-            .await?;
+    async fn run_pass(&self, shutdown: Option<&CancellationToken>) -> Result<usize, StoreError> {
+        let stopping = || shutdown.is_some_and(CancellationToken::is_cancelled);
+        let started = now();
         let mut attempted = 0;
-        let mut rows = rows.into_iter();
-        while let Some(row) = rows.next() {
-            let stopping = shutdown.is_some_and(CancellationToken::is_cancelled);
-            // A row whose lease is mostly spent (the rows before it were slow) is handed back
-            // rather than started: finishing it after the lease ends could send it twice.
-            let lease_left = self.lease_left(&row);
-            if stopping || lease_left < self.config.lease / 4 {
-                for row in std::iter::once(row).chain(rows.by_ref()) {
-                    if let Err(e) = self.store.outbox_release_lease(row.id, &self.id).await {
-                        warn!(outbox_id = %row.id, error = %e, "could not hand back an outbox row; it is retried when its lease expires");
-                    }
+        while attempted < ROWS_PER_PASS && !stopping() {
+            let rows = match self
+                .store
+                .claim_outbox_due_by(&self.id, self.lease_until(), started, CLAIM_AT_ONCE)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) if attempted == 0 => return Err(e),
+                Err(e) => {
+                    warn!(worker = %self.id, error = %e.chain(), "could not claim outbox rows");
+                    break;
                 }
+            };
+            if rows.is_empty() {
                 break;
             }
-            attempted += 1;
-            self.process(row, lease_left).await;
+            let mut rows = rows.into_iter();
+            while let Some(row) = rows.next() {
+                if stopping() {
+                    self.hand_back(std::iter::once(row).chain(rows.by_ref()))
+                        .await;
+                    break;
+                }
+                attempted += 1;
+                self.process(row).await;
+            }
         }
         Ok(attempted)
     }
 
-    fn lease_left(&self, row: &OutboxRow) -> Duration {
-        row.lease_expires_at
-            .map(|until| (until - now()).to_std().unwrap_or_default())
-            .unwrap_or_default()
+    fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
+        now() + chrono_duration(self.config.lease)
+    }
+
+    /// Rows claimed but not started go back at once, their attempt not counted.
+    async fn hand_back(&self, rows: impl Iterator<Item = OutboxRow>) {
+        for row in rows {
+            if let Err(e) = self.store.outbox_release_lease(row.id, &self.id).await {
+                warn!(outbox_id = %row.id, error = %e.chain(), "could not hand back an outbox row; it is retried when its lease expires");
+            }
+        }
+    }
+
+    /// Renews the row's lease every third of a lease; returns only when the lease is lost
+    /// (another worker holds the row now). A renewal that fails (the database hiccups) is
+    /// tried again at the next tick: the lease may well still be ours.
+    async fn hold_lease(&self, row: &OutboxRow) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .outbox_renew_lease(row.id, &self.id, self.lease_until())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    warn!(outbox_id = %row.id, error = %e.chain(), "could not renew an outbox lease; trying again");
+                }
+            }
+        }
     }
 
     /// One row, one outcome, one log line.
-    async fn process(&self, row: OutboxRow, lease_left: Duration) {
-        // The email or the carrier call must be over before the lease is (with a margin), so
-        // that no other worker starts the same row while this one may still succeed.
-        let deadline = lease_left.saturating_sub(self.config.lease / 8);
-        let result = match row.kind {
-            OutboxKind::Email(kind) => self.deliver_email(&row, kind, deadline).await,
-            OutboxKind::Webhook => self.deliver_webhook(&row, deadline).await,
-            OutboxKind::ReleaseNumber => self.release_number(&row, deadline).await,
+    async fn process(&self, row: OutboxRow) {
+        let work = async {
+            match row.kind {
+                OutboxKind::Email(kind) => self.deliver_email(&row, kind, ATTEMPT_TIMEOUT).await,
+                OutboxKind::Webhook => self.deliver_webhook(&row, ATTEMPT_TIMEOUT).await,
+                OutboxKind::ReleaseNumber => self.release_number(&row, ATTEMPT_TIMEOUT).await,
+            }
+        };
+        let result = tokio::select! {
+            result = work => result,
+            () = self.hold_lease(&row) => Ok(Done::Abandoned),
         };
         let request_id = row.request_id.map(|id| id.to_string()).unwrap_or_default();
         let outcome = match result {
@@ -325,6 +380,13 @@ impl Worker {
                     "webhook endpoint answered 410 Gone: it is disabled, its pending deliveries stopped"
                 );
                 AttemptOutcome::Dead
+            }
+            Ok(Done::Abandoned) => {
+                warn!(
+                    outbox_id = %row.id, kind = %row.kind, request_id, attempt = row.attempts,
+                    "outbox lease lost mid-attempt (renewals failed); another worker carries the row out"
+                );
+                AttemptOutcome::LeaseLost
             }
             Err(failure) => self.record_failure(&row, &request_id, failure).await,
         };
@@ -383,7 +445,7 @@ impl Worker {
                 "outbox row failed after its lease expired; another worker has it"
             ),
             Err(e) => error!(
-                outbox_id = %id, %kind, request_id, attempt, error, record_error = %e,
+                outbox_id = %id, %kind, request_id, attempt, error, record_error = %e.chain(),
                 "outbox row failed and the failure could not be recorded; retried when the lease expires"
             ),
         }
@@ -436,10 +498,7 @@ impl Worker {
         tokio::time::timeout(deadline, self.transport.send(row, kind, message))
             .await
             .map_err(|_| {
-                Failure::transient(format!(
-                    "no answer within {} ms (the lease)",
-                    deadline.as_millis()
-                ))
+                Failure::transient(format!("no answer within {} ms", deadline.as_millis()))
             })??;
         self.mark_sent(row).await
     }
@@ -455,7 +514,7 @@ impl Worker {
                 Ok(false) => return Ok(Done::LeaseLost),
                 Err(e) if tries < 3 => {
                     tries += 1;
-                    warn!(outbox_id = %row.id, error = %e, "could not mark an outbox row sent; trying again");
+                    warn!(outbox_id = %row.id, error = %e.chain(), "could not mark an outbox row sent; trying again");
                     tokio::time::sleep(pause).await;
                     pause *= 4;
                 }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use releasedesk_console::TrustedProxies;
 use releasedesk_notify::{NotifyConfig, RecordingCarrier, Worker};
-use releasedesk_store::Store;
+use releasedesk_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +25,37 @@ use tower_http::trace::TraceLayer;
 use crate::config::ServeConfig;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// How long shutdown waits for in-flight requests and the worker's current row.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests and the worker's current row, once the
+/// server stopped accepting connections.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+
+/// Where the server is in its life. `/readyz` answers 200 only while `Serving` (and the
+/// database can take writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Starting = 0,
+    Serving = 1,
+    /// Shutting down: requests are still served, but load balancers are told to go elsewhere.
+    Draining = 2,
+}
+
+/// The [`Phase`], shared by the server and its `/readyz` handler.
+#[derive(Debug, Clone, Default)]
+struct Lifecycle(Arc<AtomicU8>);
+
+impl Lifecycle {
+    fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::SeqCst);
+    }
+    fn get(&self) -> Phase {
+        match self.0.load(Ordering::SeqCst) {
+            0 => Phase::Starting,
+            1 => Phase::Serving,
+            _ => Phase::Draining,
+        }
+    }
+}
 
 /// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`].
 pub struct RunningServer {
@@ -35,9 +64,17 @@ pub struct RunningServer {
     pub metrics_addr: Option<SocketAddr>,
     pub store: Store,
     pub public_url: String,
+    /// Cancelled to begin the shutdown (SIGTERM, Ctrl-C, [`RunningServer::shutdown`]).
     shutdown: CancellationToken,
-    ready: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Cancelled once draining is over: the listener stops accepting, in-flight requests finish.
+    stop_serving: CancellationToken,
+    /// Cancelled when the shutdown begins: the worker claims nothing more.
+    stop_worker: CancellationToken,
+    lifecycle: Lifecycle,
+    drain: Duration,
+    serve_task: JoinHandle<()>,
+    worker_task: Option<JoinHandle<()>>,
+    metrics_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -50,20 +87,37 @@ impl RunningServer {
         self.shutdown.clone()
     }
 
-    /// Stops accepting, lets in-flight requests and the worker's current row finish, and
-    /// closes the database.
+    /// Shuts down (see [`RunningServer::wait`]) and returns when everything has stopped.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.wait().await;
     }
 
-    /// Waits until the server stops (after its shutdown token is cancelled).
+    /// Waits until the server stops, after its shutdown token is cancelled. In this order:
+    ///
+    /// 1. `/readyz` answers 503 and the worker stops claiming rows (it finishes the row in
+    ///    hand); requests are still served for the drain period (`RELEASEDESK_SHUTDOWN_GRACE`),
+    ///    so a load balancer notices and sends new requests elsewhere before any is refused.
+    /// 2. The listener stops accepting; requests in flight finish (up to 30 s).
+    /// 3. The database pools close.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        self.ready.store(false, Ordering::SeqCst);
-        for task in self.tasks {
-            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-                tracing::warn!("a task did not stop within the shutdown grace period");
+        self.lifecycle.set(Phase::Draining);
+        self.stop_worker.cancel();
+        if !self.drain.is_zero() {
+            tracing::info!(
+                drain_ms = self.drain.as_millis() as u64,
+                "shutting down: /readyz answers 503 while requests are still served"
+            );
+            tokio::time::sleep(self.drain).await;
+        }
+        self.stop_serving.cancel();
+        let tasks = std::iter::once(("server", self.serve_task))
+            .chain(self.worker_task.map(|t| ("outbox worker", t)))
+            .chain(self.metrics_task.map(|t| ("metrics listener", t)));
+        for (name, task) in tasks {
+            if tokio::time::timeout(IN_FLIGHT_GRACE, task).await.is_err() {
+                tracing::warn!(task = name, "did not stop within 30 s of the shutdown");
             }
         }
         self.store.close().await;
@@ -81,38 +135,43 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let public_url = config.public_url_for(addr);
     let shutdown = CancellationToken::new();
-    let ready = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
+    let stop_serving = CancellationToken::new();
+    let stop_worker = CancellationToken::new();
+    let lifecycle = Lifecycle::default();
 
-    let metrics_addr = match config.metrics_bind {
+    // The metrics listener stays up while draining, so the drain itself can be watched.
+    let (metrics_addr, metrics_task) = match config.metrics_bind {
         Some(bind) => {
-            let (addr, task) = crate::metrics::serve(bind, store.clone(), shutdown.clone()).await?;
-            tasks.push(task);
-            Some(addr)
+            let (addr, task) =
+                crate::metrics::serve(bind, store.clone(), stop_serving.clone()).await?;
+            (Some(addr), Some(task))
         }
-        None => None,
+        None => (None, None),
     };
 
-    if config.run_worker {
+    let worker_task = if config.run_worker {
         let worker = build_worker(&store, &config, &public_url)?;
-        let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move { worker.run(token).await }));
-    }
+        let token = stop_worker.clone();
+        Some(tokio::spawn(async move { worker.run(token).await }))
+    } else {
+        None
+    };
 
     let router = router(
         store.clone(),
-        ready.clone(),
+        lifecycle.clone(),
         public_url.starts_with("https://"),
         config.trusted_proxies.clone(),
     );
     let router = crate::metrics::instrument(router, metrics_addr.is_some());
-    let token = shutdown.clone();
-    let limits = config.http;
-    tasks.push(tokio::spawn(crate::http::serve(
-        listener, router, limits, token,
-    )));
+    let serve_task = tokio::spawn(crate::http::serve(
+        listener,
+        router,
+        config.http,
+        stop_serving.clone(),
+    ));
 
-    ready.store(true, Ordering::SeqCst);
+    lifecycle.set(Phase::Serving);
     tracing::info!(
         %addr,
         backend = ?store.backend(),
@@ -125,8 +184,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         store,
         public_url,
         shutdown,
-        ready,
-        tasks,
+        stop_serving,
+        stop_worker,
+        lifecycle,
+        drain: config.shutdown_grace,
+        serve_task,
+        worker_task,
+        metrics_task,
     })
 }
 
@@ -155,14 +219,14 @@ pub fn build_worker(
 
 fn router(
     store: Store,
-    ready: Arc<AtomicBool>,
+    lifecycle: Lifecycle,
     secure_cookies: bool,
     trusted_proxies: TrustedProxies,
 ) -> Router {
     let health = Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state((store.clone(), ready));
+        .with_state((store.clone(), lifecycle));
     let console = releasedesk_console::router(
         store.clone(),
         releasedesk_console::ConsoleConfig {
@@ -199,15 +263,22 @@ fn router(
         ))
 }
 
-async fn readyz(State((store, ready)): State<(Store, Arc<AtomicBool>)>) -> impl IntoResponse {
-    if !ready.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting or shutting down");
+/// 200 `ready` while serving and the database answers and takes writes; otherwise 503 with
+/// the reason in one line (`shutting down`, `the database is unavailable: the disk or the
+/// database is full`, …).
+async fn readyz(State((store, lifecycle)): State<(Store, Lifecycle)>) -> impl IntoResponse {
+    let unavailable = |reason: String| (StatusCode::SERVICE_UNAVAILABLE, reason);
+    match lifecycle.get() {
+        Phase::Starting => return unavailable("starting".into()),
+        Phase::Draining => return unavailable("shutting down".into()),
+        Phase::Serving => {}
     }
-    match store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+    match store.readiness().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(e @ StoreError::StorageUnavailable { .. }) => unavailable(e.to_string()),
         Err(e) => {
-            tracing::warn!(error = ?e, "readiness check: database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            tracing::warn!(error = %e.chain(), "readiness check failed");
+            unavailable("the database does not answer".into())
         }
     }
 }

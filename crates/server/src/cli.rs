@@ -515,6 +515,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 webhooks,
                 no_worker: false,
                 edges: Default::default(),
+                shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
             });
             let store = crate::app::connect(&config).await?;
             crate::database::migrate(&store).await?;

@@ -52,8 +52,9 @@ pub struct MailArgs {
         default_value = "releasedesk <no-reply@localhost>"
     )]
     pub mail_from: String,
-    /// How long a worker holds a claimed outbox row before another worker may take it (seconds).
-    #[arg(long, env = "RELEASEDESK_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// How long a claimed outbox row stays leased without a renewal (the worker renews it every
+    /// third of this while it works on it): a crashed worker's row is taken over after this.
+    #[arg(long, env = "RELEASEDESK_WORKER_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub worker_lease_secs: u64,
     /// How often an idle worker looks for due rows (milliseconds).
     #[arg(long, env = "RELEASEDESK_WORKER_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -179,6 +180,10 @@ pub struct ServeArgs {
     pub no_worker: bool,
     #[command(flatten)]
     pub edges: EdgeArgs,
+    /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, before the
+    /// server stops accepting connections (`5s`, `500ms`; `0s` stops at once).
+    #[arg(long, env = "RELEASEDESK_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_shutdown_grace)]
+    pub shutdown_grace: Duration,
 }
 
 /// How the server holds up against slow clients and hostile sign-ins (see `docs/security.md`).
@@ -241,6 +246,18 @@ fn parse_trusted_proxies(s: &str) -> Result<TrustedProxies, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
+/// The default of `RELEASEDESK_SHUTDOWN_GRACE`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A duration written like `5s`, `500ms` or `1m`; empty means the default.
+fn parse_shutdown_grace(value: &str) -> Result<Duration, String> {
+    if value.trim().is_empty() {
+        return Ok(DEFAULT_SHUTDOWN_GRACE);
+    }
+    humantime::parse_duration(value.trim())
+        .map_err(|e| format!("{e} (write a duration like 5s, 500ms or 1m)"))
+}
+
 /// Everything `start` needs, resolved from flags and environment (or built by tests).
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -269,6 +286,8 @@ pub struct ServeConfig {
     pub service_levels: ServiceLevels,
     /// How often the worker sweeps the service levels.
     pub sweep_interval: Duration,
+    /// How long shutdown keeps serving with `/readyz` at 503 before it stops accepting.
+    pub shutdown_grace: Duration,
 }
 
 impl ServeConfig {
@@ -299,6 +318,7 @@ impl ServeConfig {
                 expire_after: args.mail.service_levels.expire_after.delta(),
             },
             sweep_interval: args.mail.service_levels.sweep_interval,
+            shutdown_grace: args.shutdown_grace,
         }
     }
 
@@ -323,6 +343,8 @@ impl ServeConfig {
             metrics_bind: None,
             service_levels: ServiceLevels::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            // Tests shut servers down all the time, with no load balancer to tell.
+            shutdown_grace: Duration::ZERO,
         }
     }
 
@@ -585,5 +607,18 @@ mod service_level_tests {
         ] {
             assert!(parse(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn shutdown_grace_is_a_duration_and_empty_means_the_default() {
+        assert_eq!(parse_shutdown_grace("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            parse_shutdown_grace("750ms"),
+            Ok(Duration::from_millis(750))
+        );
+        assert_eq!(parse_shutdown_grace("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_shutdown_grace(""), Ok(DEFAULT_SHUTDOWN_GRACE));
+        assert!(parse_shutdown_grace("5").is_err());
+        assert!(parse_shutdown_grace("soon").is_err());
     }
 }

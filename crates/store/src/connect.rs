@@ -3,6 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use releasedesk_domain::{EmailAddress, ServiceLevels, WebhookPolicy};
+use sea_orm::sqlx;
+use sea_orm::sqlx::pool::PoolConnectionMetadata;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -10,7 +12,8 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::{Migrator, MigratorTrait, StoreError};
+use crate::health::Health;
+use crate::{Migrator, MigratorTrait, StorageFault, StoreError};
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +41,57 @@ pub struct Store {
     /// Where transactions that write run.
     write: DatabaseConnection,
     /// Where plain reads run. The same pool as `write` on PostgreSQL.
-    read: DatabaseConnection,
+    read: Reader,
     backend: Backend,
     options: Arc<StoreOptions>,
+    health: Arc<Health>,
 }
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const SQLITE_READERS: u32 = 4;
+/// SQLite's page cache per connection, in KiB (SQLite's own default, written down so that the
+/// memory a connection may hold is a decision, not an accident).
+const SQLITE_CACHE_KIB: u32 = 2048;
+/// Prepared statements kept per SQLite connection (sqlx keeps 100). The store runs a few dozen
+/// distinct statements; `IN (…)` lists of every length would otherwise fill the cache with
+/// one-off statements, each holding SQLite memory.
+const STATEMENT_CACHE: usize = 64;
 const POSTGRES_DEFAULT_POOL: u32 = 16;
 /// A pooled connection idle this long is pinged before it is handed out (one that was busy a
 /// moment ago is not: a ping on every checkout cost a round trip per pool use, two of the ten
-/// round trips of `POST request-release` on PostgreSQL; see `bench/README.md`).
+/// round trips of `POST request-release` on PostgreSQL; see `bench/README.md`). After a
+/// connection was found broken, every connection idle since then is pinged too: see
+/// [`crate::health`].
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+/// The readiness check's write probe is given this long before the check answers without it
+/// (the probe finishes in the background and its outcome counts for the next check).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The PostgreSQL advisory lock `migrate` holds: one instance migrates at a time.
+/// (The ASCII of `reldmigr`; fixed forever: instances of every version must agree on it.)
+const MIGRATION_LOCK: i64 = 0x7265_6c64_6d69_6772;
+
+/// What a pool hook returns: keep the connection (`true`) or close it.
+type HookFuture<'c> =
+    std::pin::Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
+
+/// Is this connection still inside a transaction as it goes back to the pool? Then a COMMIT
+/// or ROLLBACK failed on it, and the driver's idea of its state may be wrong: sqlx-sqlite
+/// lowers its transaction depth only when COMMIT/ROLLBACK succeed, so after SQLite rolled a
+/// transaction back by itself (a full disk) the connection would turn every later BEGIN into a
+/// SAVEPOINT inside a transaction that is never committed. Such a connection is closed
+/// (closing rolls back whatever is open) instead of being reused.
+fn retire_if_in_transaction<C: sqlx::Connection>(
+    conn: &mut C,
+    _: PoolConnectionMetadata,
+) -> HookFuture<'_> {
+    let keep = !conn.is_in_transaction();
+    if !keep {
+        tracing::warn!(
+            "closing a database connection left inside a transaction by a failed COMMIT or ROLLBACK"
+        );
+    }
+    Box::pin(std::future::ready(Ok(keep)))
+}
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`).
@@ -63,6 +105,9 @@ impl Store {
     /// readers, which WAL lets run beside the writer.
     ///
     /// PostgreSQL gets one pool (default 16 connections) for everything.
+    ///
+    /// On both, a connection that goes back to its pool still inside a transaction is closed,
+    /// and connections idle since a connection was found broken are pinged before use.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -74,15 +119,18 @@ impl Store {
                 message: "must start with sqlite: or postgres://".into(),
             });
         };
+        let health = Arc::new(Health::new());
         let (write, read) = match backend {
             Backend::Sqlite => {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                let write = Database::connect(sqlite_options(url, 1)).await?;
+                let write =
+                    while_busy(|| Database::connect(sqlite_options(url, 1, &health))).await?;
                 // An in-memory database exists once per connection: one pool must do.
                 let read = if in_memory {
                     write.clone()
                 } else {
-                    Database::connect(sqlite_options(url, SQLITE_READERS)).await?
+                    while_busy(|| Database::connect(sqlite_options(url, SQLITE_READERS, &health)))
+                        .await?
                 };
                 (write, read)
             }
@@ -93,16 +141,22 @@ impl Store {
                     .connect_timeout(Duration::from_secs(5))
                     .acquire_timeout(Duration::from_secs(10))
                     .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
-                    .sqlx_logging(false);
+                    .sqlx_logging(false)
+                    .map_sqlx_postgres_before_acquire(ping_if_idle_since_a_loss(&health))
+                    .map_sqlx_postgres_pool_opts(|o| o.after_release(retire_if_in_transaction));
                 let db = Database::connect(opts).await?;
                 (db.clone(), db)
             }
         };
         Ok(Self {
             write,
-            read,
+            read: Reader {
+                db: read,
+                health: health.clone(),
+            },
             backend,
             options: Arc::new(options),
+            health,
         })
     }
 
@@ -114,60 +168,215 @@ impl Store {
         &self.options
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration, one instance at a time: any number of instances may
+    /// start together on one database, fresh or behind, and all come up.
+    ///
+    /// PostgreSQL: a session-level advisory lock, held on a connection of its own while the
+    /// migrations run (each in its own transaction, as the migration crate decides), released
+    /// when they are done or when the session ends (a crashed instance cannot keep it).
+    /// SQLite: all pending migrations in one `EXCLUSIVE` transaction; another process waits for
+    /// it (the busy timeout) and then finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.write, None).await?;
+        match self.backend {
+            Backend::Sqlite => {
+                while_busy(|| async {
+                    let tx = self
+                        .write
+                        .begin_with_options(TransactionOptions {
+                            sqlite_transaction_mode: Some(SqliteTransactionMode::Exclusive),
+                            ..Default::default()
+                        })
+                        .await?;
+                    Migrator::up(&tx, None).await?;
+                    tx.commit().await
+                })
+                .await?;
+            }
+            Backend::Postgres => {
+                let pool = self.write.get_postgres_connection_pool();
+                let mut lock = pool.acquire().await.map_err(sqlx_err)?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *lock)
+                    .await
+                    .map_err(sqlx_err)?;
+                let migrated = Migrator::up(&self.write, None).await;
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *lock)
+                    .await;
+                if unlocked.is_err() {
+                    // The lock must not outlive this call: without a session, it cannot.
+                    lock.close_on_drop();
+                }
+                migrated?;
+            }
+        }
         Ok(())
     }
 
-    /// Does the database answer? (`/readyz`)
+    /// Does the database answer? (`/livez`-grade: reads only.)
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read.ping().await?;
+        self.read.db.ping().await?;
         Ok(())
+    }
+
+    /// Can the service do its work: does the database answer, and does it take writes?
+    ///
+    /// Reads are checked every time (a ping). Writes are judged by the last write's outcome:
+    /// a write that failed for a storage reason makes the store not ready until a write
+    /// succeeds again. To notice recovery while no requests come in (a load balancer sends
+    /// none to an instance that is not ready), and to notice a fault while idle, the check
+    /// writes a tiny probe — at most every second while faulty, and only after 10 s without a
+    /// successful write otherwise, so a busy service is never probed.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        self.ping().await?;
+        if self.health.start_probe() {
+            let store = self.clone();
+            let probe = tokio::spawn(async move {
+                let outcome = store.write_probe().await;
+                store.health.probe_finished();
+                outcome
+            });
+            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(Ok(()))) | Err(_) => {}
+                Ok(Ok(Err(e))) if e.storage_fault().is_some() => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e.chain(), "readiness write probe failed");
+                }
+                Ok(Err(join)) => tracing::warn!(error = %join, "readiness write probe panicked"),
+            }
+        }
+        match self.health.write_fault() {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
+    }
+
+    /// The smallest write that must reach the disk, leaving no trace: SQLite rewrites its
+    /// `user_version` header field with the value it has (a committed page: it fails on a full
+    /// disk or a read-only file); PostgreSQL assigns a transaction id (a commit record: it
+    /// fails on a standby).
+    async fn write_probe(&self) -> Result<(), StoreError> {
+        let backend = self.backend;
+        self.transact(|tx| async move {
+            match backend {
+                Backend::Sqlite => {
+                    let version: i64 = tx
+                        .query_one_raw(Statement::from_string(
+                            DbBackend::Sqlite,
+                            "PRAGMA user_version",
+                        ))
+                        .await?
+                        .ok_or_else(|| DbErr::RecordNotFound("PRAGMA user_version".into()))?
+                        .try_get_by_index(0)?;
+                    tx.execute_unprepared(&format!("PRAGMA user_version = {version}"))
+                        .await?;
+                }
+                Backend::Postgres => {
+                    tx.execute_unprepared("SELECT txid_current()").await?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn close(self) {
         let _ = self.write.close_by_ref().await;
-        let _ = self.read.close_by_ref().await;
+        let _ = self.read.db.close_by_ref().await;
     }
 
     /// Runs `body` in one write transaction: committed when it returns `Ok`, rolled back when it
     /// returns `Err`. **The only way the store writes**, so that how a transaction begins, fails,
-    /// is retried and commits is decided here, once.
+    /// is retried and commits is decided here, once:
     ///
-    /// `body` is `Fn`, not `FnOnce`: a transaction that never reached its COMMIT may be run
-    /// again from the start. It must therefore only act through `tx` (no side effects outside
-    /// the database) and borrow, not move, what it captures (bind `let x = &x;` first).
+    /// - `Ok` means committed: the service may acknowledge the write.
+    /// - A failed COMMIT, and any error inside the transaction, rolls back; a connection left
+    ///   inside a transaction is closed when it goes back to the pool (see
+    ///   [`retire_if_in_transaction`]), never reused.
+    /// - A transaction that failed on a broken connection *before* its COMMIT was sent has
+    ///   changed nothing: it runs once more, from the start, on another connection. A COMMIT
+    ///   that fails on a broken connection is never retried (it may have been applied).
+    /// - Storage faults come back as [`StoreError::StorageUnavailable`] and are remembered for
+    ///   the readiness check; a success clears them.
+    ///
+    /// `body` is `Fn`, not `FnOnce`: it may run twice (above). It must therefore only act
+    /// through `tx` (no side effects outside the database) and borrow, not move, what it
+    /// captures (bind `let x = &x;` first).
     pub(crate) async fn transact<T, F, Fut>(&self, body: F) -> Result<T, StoreError>
     where
         F: Fn(Tx) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let tx = Arc::new(self.begin().await?);
+        let mut retried = false;
+        loop {
+            let err = match self.attempt(&body).await {
+                Ok(value) => {
+                    self.health.write_succeeded();
+                    return Ok(value);
+                }
+                Err(Attempt::BeforeCommit(e)) => e,
+                Err(Attempt::AtCommit(e)) => match StorageFault::of(&e) {
+                    Some(StorageFault::ConnectionLost) => StoreError::StorageUnavailable {
+                        fault: StorageFault::CommitUnconfirmed,
+                        source: e,
+                    },
+                    _ => e.into(),
+                },
+            };
+            let Some(fault) = err.storage_fault() else {
+                return Err(err);
+            };
+            if fault == StorageFault::ConnectionLost || fault == StorageFault::CommitUnconfirmed {
+                self.health.connection_lost();
+            }
+            if fault.retry_on_fresh_connection() && !retried {
+                retried = true;
+                tracing::warn!(error = %err.chain(), "a transaction lost its connection before COMMIT; running it again on another connection");
+                continue;
+            }
+            if let StoreError::StorageUnavailable { source, .. } = &err {
+                self.health.write_failed(fault, source);
+            }
+            return Err(err);
+        }
+    }
+
+    /// One try of [`Store::transact`].
+    async fn attempt<T, F, Fut>(&self, body: &F) -> Result<T, Attempt>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let tx = Arc::new(
+            self.begin()
+                .await
+                .map_err(|e| Attempt::BeforeCommit(e.into()))?,
+        );
         let result = body(Tx(tx.clone())).await;
         let Some(tx) = Arc::into_inner(tx) else {
             // The body kept a handle: dropping the last one rolls back.
-            return Err(StoreError::Database(DbErr::Custom(
+            return Err(Attempt::BeforeCommit(StoreError::Database(DbErr::Custom(
                 "a transaction handle outlived its transaction body".into(),
-            )));
+            ))));
         };
         match result {
-            Ok(value) => {
-                tx.commit().await?;
-                Ok(value)
-            }
+            // A failed commit drops the transaction still open: sea-orm queues a ROLLBACK, and
+            // the pool retires the connection if that does not end the transaction.
+            Ok(value) => tx.commit().await.map(|()| value).map_err(Attempt::AtCommit),
             Err(e) => {
                 if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rolling back a failed transaction failed");
+                    tracing::warn!(error = %rollback, "rolling back a failed transaction failed; its connection is closed");
                 }
-                Err(e)
+                Err(Attempt::BeforeCommit(e))
             }
         }
     }
 
     /// A write transaction: `BEGIN IMMEDIATE` on SQLite, a plain `BEGIN` (read committed) on
     /// PostgreSQL, where the use cases take the row locks they need.
-    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         match self.backend {
             Backend::Sqlite => {
                 self.write
@@ -181,12 +390,15 @@ impl Store {
         }
     }
 
-    pub(crate) fn reader(&self) -> &DatabaseConnection {
+    pub(crate) fn reader(&self) -> &Reader {
         &self.read
     }
 
-    pub(crate) fn writer(&self) -> &DatabaseConnection {
-        &self.write
+    /// The two pools themselves (the writer's, the readers'; one and the same on PostgreSQL),
+    /// for what looks at the pools rather than through them: pool statistics and the list of
+    /// pending migrations. Never for writes: those go through [`Store::transact`].
+    pub(crate) fn pools(&self) -> (&DatabaseConnection, &DatabaseConnection) {
+        (&self.write, &self.read.db)
     }
 
     pub(crate) fn db_backend(&self) -> DbBackend {
@@ -208,7 +420,60 @@ impl Store {
     }
 }
 
-fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
+/// How one try of a transaction failed: before its COMMIT was sent (nothing was written), or
+/// at the COMMIT (on a broken connection, the outcome is unknown).
+enum Attempt {
+    BeforeCommit(StoreError),
+    AtCommit(DbErr),
+}
+
+/// Runs `op` again while SQLite answers `SQLITE_BUSY`, for up to the busy timeout. SQLite's busy
+/// handler does not cover everything: processes that open a fresh database file at the same
+/// moment (switching it to WAL, recovering its WAL index) get `SQLITE_BUSY` at once.
+async fn while_busy<T, F, Fut>(op: F) -> Result<T, DbErr>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, DbErr>>,
+{
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match op().await {
+            Err(e)
+                if StorageFault::of(&e) == Some(StorageFault::Busy)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn sqlx_err(e: sqlx::Error) -> StoreError {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e))).into()
+}
+
+/// The `before_acquire` hook: a connection idle since a connection was found broken is pinged
+/// first (sea-orm's own hook already pinged it if it was idle for [`PING_IF_IDLE_FOR`]); a
+/// failed ping closes it and the pool hands out another.
+fn ping_if_idle_since_a_loss<C: sqlx::Connection>(
+    health: &Arc<Health>,
+) -> impl for<'c> Fn(&'c mut C, PoolConnectionMetadata) -> HookFuture<'c> + Send + Sync + 'static {
+    let health = health.clone();
+    move |conn, meta| {
+        let suspect = health.idle_since_a_loss(meta.idle_for);
+        Box::pin(async move {
+            if suspect && meta.idle_for < PING_IF_IDLE_FOR {
+                conn.ping().await?;
+            }
+            Ok(true)
+        })
+    }
+}
+
+fn sqlite_options(url: &str, max_connections: u32, health: &Arc<Health>) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(max_connections)
         .min_connections(1)
@@ -220,8 +485,56 @@ fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
-        });
+                .statement_cache_capacity(STATEMENT_CACHE)
+                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+        })
+        .map_sqlx_sqlite_before_acquire(ping_if_idle_since_a_loss(health))
+        .map_sqlx_sqlite_pool_opts(|o| o.after_release(retire_if_in_transaction));
     opts
+}
+
+/// Where plain reads run: the reading pool, with one more try on another connection when the
+/// first one turns out to be broken (a read changes nothing, so trying again is always safe).
+#[derive(Clone)]
+pub(crate) struct Reader {
+    db: DatabaseConnection,
+    health: Arc<Health>,
+}
+
+impl Reader {
+    async fn retry<T, F, Fut>(&self, run: F) -> Result<T, DbErr>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        match run().await {
+            Err(e) if StorageFault::of(&e) == Some(StorageFault::ConnectionLost) => {
+                self.health.connection_lost();
+                tracing::warn!(error = %e, "a read lost its connection; reading again on another connection");
+                run().await
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Reader {
+    fn get_database_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.retry(|| self.db.execute_raw(stmt.clone())).await
+    }
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.retry(|| self.db.execute_unprepared(sql)).await
+    }
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.retry(|| self.db.query_one_raw(stmt.clone())).await
+    }
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.retry(|| self.db.query_all_raw(stmt.clone())).await
+    }
 }
 
 /// The open write transaction a [`Store::transact`] body runs in. It is a connection like any

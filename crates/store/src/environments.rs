@@ -73,9 +73,14 @@ impl Store {
             created_at: now(),
             required_approvals: i32::from(required_approvals.get()),
         };
-        environment::Entity::insert(environment::ActiveModel::from(model.clone()))
-            .exec_without_returning(self.writer())
-            .await?;
+        let row = &model;
+        self.transact(|tx| async move {
+            environment::Entity::insert(environment::ActiveModel::from(row.clone()))
+                .exec_without_returning(&tx)
+                .await?;
+            Ok(())
+        })
+        .await?;
         model.try_into()
     }
 

@@ -15,6 +15,7 @@ pub mod entities;
 mod environments;
 mod error;
 mod guards;
+mod health;
 mod idempotency;
 mod notifications;
 mod numbers;
@@ -38,7 +39,7 @@ pub use approvals::Approval;
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter};
 pub use connect::{Backend, Store, StoreOptions};
 pub use environments::EnvironmentInfo;
-pub use error::{AgentRef, StoreError};
+pub use error::{AgentRef, ErrorChain, STORAGE_RETRY_AFTER_SECS, StorageFault, StoreError};
 pub use idempotency::{
     Completion, IDEMPOTENCY_LOCK, IDEMPOTENCY_RETENTION, IdempotencyClaim, KeyClaim, Render,
     StoredResponse,

@@ -76,16 +76,20 @@ impl Store {
             updated_at: at,
             released_at: None,
         };
-        phone_number::Entity::insert(phone_number::ActiveModel::from(model.clone()))
-            .exec_without_returning(self.writer())
-            .await
-            .map_err(|e| {
-                if StoreError::is_unique_violation(&e) {
-                    StoreError::DuplicatePhoneNumber
-                } else {
-                    e.into()
-                }
-            })?;
+        let row = &model;
+        self.transact(|tx| async move {
+            phone_number::Entity::insert(phone_number::ActiveModel::from(row.clone()))
+                .exec_without_returning(&tx)
+                .await
+                .map_err(|e| {
+                    if StoreError::is_unique_violation(&e) {
+                        StoreError::DuplicatePhoneNumber
+                    } else {
+                        e.into()
+                    }
+                })
+        })
+        .await?;
         PhoneNumberView::from_model(model, Vec::new(), None)
     }
 

@@ -5,7 +5,8 @@
 //! A row is `pending` until done (`sent`) or given up (`dead`). A worker *claims* due rows by
 //! taking a lease (`lease_owner`, `lease_expires_at`) and counting the attempt; while the lease
 //! holds no other worker takes the row (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the claim
-//! is one statement in an `IMMEDIATE` transaction). A crashed worker's lease simply expires.
+//! is one statement in an `IMMEDIATE` transaction). The worker renews the lease while it works
+//! on the row; a crashed worker's lease simply expires.
 //! Completion is guarded by the lease owner, so a worker that lost its lease cannot mark a row
 //! another worker now holds.
 
@@ -326,6 +327,19 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.claim_outbox_due_by(owner, lease_until, now(), limit)
+            .await
+    }
+
+    /// [`Store::claim_outbox`], of the rows that were due at `due_by` (a worker's pass takes
+    /// the rows due when it began, not those the pass itself enqueued).
+    pub async fn claim_outbox_due_by(
+        &self,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        due_by: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let at = now();
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -333,7 +347,7 @@ impl Store {
         };
         let sql = format!(
             "UPDATE outbox SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $5 \
              AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
              ORDER BY next_attempt_at LIMIT $4 {lock}) \
              RETURNING *"
@@ -345,6 +359,7 @@ impl Store {
                 lease_until.into(),
                 at.into(),
                 (limit as i64).into(),
+                due_by.min(at).into(),
             ],
         );
         // A row whose last allowed attempt was claimed but never reported back (its worker
@@ -394,6 +409,27 @@ impl Store {
     ) -> Result<Option<OutboxState>, StoreError> {
         self.transact(|tx| async move {
             mark_failed_in(&tx, id, owner, error, permanent, retry_at, None).await
+        })
+        .await
+    }
+
+    /// Extends the lease on a row this worker is working on. `false` when the lease was lost
+    /// (it expired and another worker claimed the row, or the row was completed).
+    pub async fn outbox_renew_lease(
+        &self,
+        id: OutboxId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| async move {
+            let res = outbox::Entity::update_many()
+                .col_expr(outbox::Column::LeaseExpiresAt, Some(lease_until).into())
+                .filter(outbox::Column::Id.eq(id.as_uuid()))
+                .filter(outbox::Column::LeaseOwner.eq(owner))
+                .filter(outbox::Column::State.eq(OutboxState::Pending.as_str()))
+                .exec(&tx)
+                .await?;
+            Ok(res.rows_affected == 1)
         })
         .await
     }

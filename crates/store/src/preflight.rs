@@ -201,7 +201,7 @@ impl crate::Store {
     /// The names of the migrations [`crate::Store::migrate`] would apply now, oldest first.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, crate::StoreError> {
         use crate::MigratorTrait;
-        Ok(crate::Migrator::get_pending_migrations(self.writer())
+        Ok(crate::Migrator::get_pending_migrations(self.pools().0)
             .await?
             .iter()
             .map(|m| m.name().to_owned())

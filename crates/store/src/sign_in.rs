@@ -391,10 +391,12 @@ impl Store {
             "DELETE FROM sign_in_throttle WHERE \"key\" IN (SELECT \"key\" FROM sign_in_throttle \
              WHERE forget_at < $1 ORDER BY forget_at LIMIT {FORGET_BATCH}{skip_locked})"
         );
-        self.writer()
-            .execute_raw(self.stmt(&sql, [at.into()]))
-            .await?;
-        Ok(())
+        let stmt = &self.stmt(&sql, [at.into()]);
+        self.transact(|tx| async move {
+            tx.execute_raw(stmt.clone()).await?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -184,21 +184,19 @@ impl Store {
 
     /// How full the connection pools are, without touching the database.
     pub fn pool_use(&self) -> Vec<PoolUse> {
-        let shared = same_pool(self.writer(), self.reader());
+        let (writer, reader) = self.pools();
+        let shared = same_pool(writer, reader);
         match self.backend() {
-            Backend::Postgres => vec![postgres_use("shared", self.writer())],
-            Backend::Sqlite if shared => vec![sqlite_use("shared", self.writer())],
-            Backend::Sqlite => vec![
-                sqlite_use("writer", self.writer()),
-                sqlite_use("readers", self.reader()),
-            ],
+            Backend::Postgres => vec![postgres_use("shared", writer)],
+            Backend::Sqlite if shared => vec![sqlite_use("shared", writer)],
+            Backend::Sqlite => vec![sqlite_use("writer", writer), sqlite_use("readers", reader)],
         }
     }
 }
 
 async fn min_time(
     store: &Store,
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     sql: &str,
     value: &str,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -65,9 +65,14 @@ impl Store {
             created_at: now(),
             revoked_at: None,
         };
-        api_token::Entity::insert(api_token::ActiveModel::from(model.clone()))
-            .exec_without_returning(self.writer())
-            .await?;
+        let row = &model;
+        self.transact(|tx| async move {
+            api_token::Entity::insert(api_token::ActiveModel::from(row.clone()))
+                .exec_without_returning(&tx)
+                .await?;
+            Ok(())
+        })
+        .await?;
         Ok(IssuedToken {
             id: model.id,
             token,
@@ -77,13 +82,17 @@ impl Store {
 
     /// Revokes every live token with this display prefix; returns how many.
     pub async fn revoke_token(&self, prefix: &str) -> Result<u64, StoreError> {
-        let res = api_token::Entity::update_many()
-            .col_expr(api_token::Column::RevokedAt, Some(now()).into())
-            .filter(api_token::Column::Prefix.eq(prefix))
-            .filter(api_token::Column::RevokedAt.is_null())
-            .exec(self.writer())
-            .await?;
-        Ok(res.rows_affected)
+        let at = now();
+        self.transact(|tx| async move {
+            let res = api_token::Entity::update_many()
+                .col_expr(api_token::Column::RevokedAt, Some(at).into())
+                .filter(api_token::Column::Prefix.eq(prefix))
+                .filter(api_token::Column::RevokedAt.is_null())
+                .exec(&tx)
+                .await?;
+            Ok(res.rows_affected)
+        })
+        .await
     }
 
     /// One indexed lookup by the token's hash.
