@@ -36,14 +36,10 @@ pub async fn connect(config: &ServeConfig) -> anyhow::Result<Store> {
 
 /// Applies pending migrations, logging once what was applied.
 pub async fn migrate(store: &Store) -> anyhow::Result<()> {
-    let pending = store
-        .pending_migrations()
-        .await
-        .context("reading the applied migrations")?;
-    store.migrate().await.context("applying migrations")?;
-    match pending.last() {
+    let applied = store.migrate().await.context("applying migrations")?;
+    match applied.last() {
         Some(latest) => tracing::info!(
-            applied = pending.len(),
+            applied = applied.len(),
             latest = %latest,
             "database migrated"
         ),

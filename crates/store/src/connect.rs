@@ -176,8 +176,11 @@ impl Store {
     /// when they are done or when the session ends (a crashed instance cannot keep it).
     /// SQLite: all pending migrations in one `EXCLUSIVE` transaction; another process waits for
     /// it (the busy timeout) and then finds nothing left to do.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
+    ///
+    /// Returns the names of the migrations this call applied, read under the same lock (reading
+    /// them outside it would itself race: the migration crate creates its table on first read).
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let applied = match self.backend {
             Backend::Sqlite => {
                 while_busy(|| async {
                     let tx = self
@@ -187,10 +190,12 @@ impl Store {
                             ..Default::default()
                         })
                         .await?;
+                    let pending = pending_names(&tx).await?;
                     Migrator::up(&tx, None).await?;
-                    tx.commit().await
+                    tx.commit().await?;
+                    Ok(pending)
                 })
-                .await?;
+                .await?
             }
             Backend::Postgres => {
                 let pool = self.write.get_postgres_connection_pool();
@@ -200,7 +205,12 @@ impl Store {
                     .execute(&mut *lock)
                     .await
                     .map_err(sqlx_err)?;
-                let migrated = Migrator::up(&self.write, None).await;
+                let migrated = async {
+                    let pending = pending_names(&self.write).await?;
+                    Migrator::up(&self.write, None).await?;
+                    Ok::<_, DbErr>(pending)
+                }
+                .await;
                 let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                     .bind(MIGRATION_LOCK)
                     .execute(&mut *lock)
@@ -209,10 +219,10 @@ impl Store {
                     // The lock must not outlive this call: without a session, it cannot.
                     lock.close_on_drop();
                 }
-                migrated?;
+                migrated?
             }
-        }
-        Ok(())
+        };
+        Ok(applied)
     }
 
     /// Does the database answer? (`/livez`-grade: reads only.)
@@ -430,6 +440,15 @@ enum Attempt {
 /// Runs `op` again while SQLite answers `SQLITE_BUSY`, for up to the busy timeout. SQLite's busy
 /// handler does not cover everything: processes that open a fresh database file at the same
 /// moment (switching it to WAL, recovering its WAL index) get `SQLITE_BUSY` at once.
+/// The names of the migrations not yet applied, oldest first.
+async fn pending_names<C: sea_orm::ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect())
+}
+
 async fn while_busy<T, F, Fut>(op: F) -> Result<T, DbErr>
 where
     F: Fn() -> Fut,

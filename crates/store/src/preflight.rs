@@ -197,18 +197,6 @@ async fn postgres(url: &str) -> Result<(), DatabaseUnavailable> {
     })
 }
 
-impl crate::Store {
-    /// The names of the migrations [`crate::Store::migrate`] would apply now, oldest first.
-    pub async fn pending_migrations(&self) -> Result<Vec<String>, crate::StoreError> {
-        use crate::MigratorTrait;
-        Ok(crate::Migrator::get_pending_migrations(self.pools().0)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
