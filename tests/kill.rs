@@ -386,6 +386,7 @@ impl Load {
                         let answer =
                             send_create(&client, &api, &token, &number, key.as_deref(), &body)
                                 .await
+                                .ok()
                                 .map(|r| (r.status, r.body));
                         let dead = answer.is_none();
                         if answer.as_ref().is_some_and(|(s, _)| *s == 201) {
@@ -451,8 +452,8 @@ struct CreateReply {
     body: Value,
 }
 
-/// `POST /phone-numbers/{number}/request-release` with these exact body bytes; `None` when no
-/// whole answer arrived.
+/// `POST /phone-numbers/{number}/request-release` with these exact body bytes; an error when
+/// no whole answer arrived.
 async fn send_create(
     client: &reqwest::Client,
     api: &str,
@@ -460,7 +461,7 @@ async fn send_create(
     number: &str,
     key: Option<&str>,
     body: &str,
-) -> Option<CreateReply> {
+) -> Result<CreateReply, String> {
     let mut req = client
         .post(format!("{api}/phone-numbers/{number}/request-release"))
         .bearer_auth(token)
@@ -469,14 +470,14 @@ async fn send_create(
     if let Some(key) = key {
         req = req.header("idempotency-key", key);
     }
-    let res = req.send().await.ok()?;
+    let res = req.send().await.map_err(|e| format!("{e:?}"))?;
     let status = res.status().as_u16();
     let replayed = res
         .headers()
         .get("idempotent-replayed")
         .is_some_and(|v| v == "true");
-    let text = res.text().await.ok()?;
-    Some(CreateReply {
+    let text = res.text().await.map_err(|e| format!("{e:?}"))?;
+    Ok(CreateReply {
         status,
         replayed,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
@@ -491,11 +492,15 @@ fn created_id(body: &Value) -> String {
         .to_owned()
 }
 
-/// Kills `server` between a few milliseconds and ~1 s after `ACKED_BEFORE_KILL` creates were
-/// acknowledged, with requests in flight. Returns everything the load sent.
-async fn kill_under_load(server: Process, load: Load) -> (Vec<Sent>, Duration) {
+/// Kills `server` at a random moment `window` milliseconds after `ACKED_BEFORE_KILL` creates
+/// were acknowledged, with requests in flight. Returns everything the load sent.
+async fn kill_under_load(
+    server: Process,
+    load: Load,
+    window: std::ops::Range<u64>,
+) -> (Vec<Sent>, Duration) {
     load.wait_for_acks(ACKED_BEFORE_KILL).await;
-    let after = Duration::from_millis(random_below(1000));
+    let after = Duration::from_millis(window.start + random_below(window.end - window.start));
     tokio::time::sleep(after).await;
     load.stop_sending();
     kill(server).await;
@@ -504,7 +509,7 @@ async fn kill_under_load(server: Process, load: Load) -> (Vec<Sent>, Duration) {
 
 // ---- 1. no acknowledged write lost -----------------------------------------------------------------
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 4;
 
 async fn sigkill_under_create_load_loses_no_acknowledged_write(backend: Backend) {
     let _serial = SERIAL.lock().await;
@@ -533,7 +538,9 @@ async fn sigkill_under_create_load_loses_no_acknowledged_write(backend: Backend)
             true,
             false,
         );
-        let (sent, kill_after) = kill_under_load(server, load).await;
+        // Each round kills in another quarter of the first second.
+        let window = 250 * round as u64..250 * (round as u64 + 1);
+        let (sent, kill_after) = kill_under_load(server, load, window).await;
 
         let mut conflicts: BTreeSet<String> = BTreeSet::new();
         let mut in_flight: Vec<&Sent> = Vec::new();
@@ -681,7 +688,7 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
         false,
         true,
     );
-    let (sent, kill_after) = kill_under_load(server, load).await;
+    let (sent, kill_after) = kill_under_load(server, load, 0..1000).await;
     let killed = Instant::now();
 
     let (before, orphans) = read_database(&db.url).await;
@@ -703,7 +710,15 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
     }
 
     let server = start_server(&db).await;
-    let (api, client) = (server.api(), reqwest::Client::new());
+    // Idle connections are dropped before the server's keep-alive timeout could close them.
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let api = server.api();
+    let transport_errors: Mutex<Vec<String>> = Mutex::default();
+    let transport_errors = &transport_errors;
+    let running = &server;
     let retried: Vec<&Sent> = sent
         .iter()
         .enumerate()
@@ -719,10 +734,20 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
             let (client, api, token) = (client.clone(), api.clone(), token.clone());
             async move {
                 let mut was_in_use = false;
+                let mut no_answer = 0;
                 loop {
-                    let reply = send_create(&client, &api, &token, &s.number, s.key.as_deref(), &s.body)
-                        .await
-                        .expect("the restarted server answers");
+                    // A retry that gets no answer is sent again, with the same key: that is
+                    // what the key is for. (A pooled connection the server just closed, say.)
+                    let reply = match send_create(&client, &api, &token, &s.number, s.key.as_deref(), &s.body).await {
+                        Ok(reply) => reply,
+                        Err(e) => {
+                            no_answer += 1;
+                            assert!(no_answer < 3, "the restarted server does not answer: {e}\n{}", running.log_tail());
+                            transport_errors.lock().unwrap().push(e);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                     if reply.status == 409 && reply.body["code"] == "IDEMPOTENCY_KEY_IN_USE" {
                         was_in_use = true;
                         assert!(
@@ -817,7 +842,7 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
          acknowledged {}, in flight {unanswered} (committed {}); retried {} ({} of them \
          unanswered): replayed {replayed}, created {fresh}; keys IDEMPOTENCY_KEY_IN_USE after the \
          restart {in_use_keys} (the last free {last_in_use:?} after the kill, bound {bound:?}); \
-         {} requests, one per key; in {:?}",
+         {} requests, one per key; retries without an answer {:?}; in {:?}",
         sent.len(),
         sent.len() - unanswered,
         sent.iter()
@@ -826,6 +851,7 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
         retried.len(),
         unanswered,
         after.len(),
+        transport_errors.lock().unwrap(),
         started.elapsed()
     );
 }
