@@ -49,7 +49,7 @@ fn random_below(n: u64) -> u64 {
     (uuid::Uuid::new_v4().as_u128() % u128::from(n.max(1))) as u64
 }
 
-// ---- the fixture ---------------------------------------------------------------------------------
+// ---- the fixture --------------------------------------------------------------------------------
 
 /// An environment with a token and `numbers` free numbers, made through the store (an admin
 /// command per number would take minutes); the server later migrates nothing.
@@ -165,7 +165,7 @@ async fn webhook_endpoints(api: &str, token: &str) -> (String, String) {
     (urls.remove(0), urls.remove(0))
 }
 
-// ---- what the database holds ------------------------------------------------------------------------
+// ---- what the database holds --------------------------------------------------------------------
 
 /// An outbox row of a request: kind, recipient, event type.
 type OutboxRow = (String, Option<String>, Option<String>);
@@ -320,7 +320,7 @@ async fn served_through_api(api: &str, token: &str, ids: &BTreeMap<String, Strin
     ids.len()
 }
 
-// ---- the load -------------------------------------------------------------------------------------
+// ---- the load -----------------------------------------------------------------------------------
 
 /// One create the load sent.
 #[derive(Debug, Clone)]
@@ -507,7 +507,7 @@ async fn kill_under_load(
     (load.finish().await, after)
 }
 
-// ---- 1. no acknowledged write lost -----------------------------------------------------------------
+// ---- 1. no acknowledged write lost --------------------------------------------------------------
 
 const ROUNDS: usize = 4;
 
@@ -585,7 +585,8 @@ async fn sigkill_under_create_load_loses_no_acknowledged_write(backend: Backend)
         for number in &conflicts {
             assert!(
                 by_number.contains_key(number.as_str()),
-                "round {round}: a 409 named a pending request on {number}, which the database does not hold"
+                "round {round}: a 409 named a pending request on {number}, which the database \
+                 does not hold"
             );
         }
         assert!(
@@ -607,7 +608,8 @@ async fn sigkill_under_create_load_loses_no_acknowledged_write(backend: Backend)
             let n = flying.get_mut(w.phone_number_id.as_str());
             assert!(
                 n.as_ref().is_some_and(|n| **n > 0),
-                "round {round}: a request nobody acknowledged and no create in flight explains: {w:?}"
+                "round {round}: a request nobody acknowledged and no create in flight \
+                 explains: {w:?}"
             );
             *n.unwrap() -= 1;
         }
@@ -653,7 +655,68 @@ async fn postgres_sigkill_under_create_load_loses_no_acknowledged_write() {
     sigkill_under_create_load_loses_no_acknowledged_write(Backend::Postgres).await;
 }
 
-// ---- 2. an idempotent retry after the kill ---------------------------------------------------------
+// ---- 2. an idempotent retry after the kill ------------------------------------------------------
+
+/// Sends creates again, after the kill, on the restarted server.
+struct Retrier<'a> {
+    client: reqwest::Client,
+    api: String,
+    token: String,
+    /// When the server was killed, and how long after that a key may still be in use.
+    killed: Instant,
+    bound: Duration,
+    server: &'a Process,
+    /// Retries that got no answer (and were sent once more).
+    transport_errors: &'a Mutex<Vec<String>>,
+}
+
+impl Retrier<'_> {
+    /// `s` with its key and body bytes, until it is answered other than
+    /// `409 IDEMPOTENCY_KEY_IN_USE` (which must end within the bound); whether it was in use.
+    async fn settle<'s>(&self, s: &'s Sent) -> (&'s Sent, CreateReply, bool) {
+        let mut was_in_use = false;
+        let mut no_answer = 0;
+        loop {
+            // A retry that gets no answer is sent again, with the same key: that is what the
+            // key is for. (A pooled connection the server closed at that moment, say.)
+            let reply = match send_create(
+                &self.client,
+                &self.api,
+                &self.token,
+                &s.number,
+                s.key.as_deref(),
+                &s.body,
+            )
+            .await
+            {
+                Ok(reply) => reply,
+                Err(e) => {
+                    no_answer += 1;
+                    assert!(
+                        no_answer < 3,
+                        "the restarted server does not answer: {e}\n{}",
+                        self.server.log_tail()
+                    );
+                    self.transport_errors.lock().unwrap().push(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if reply.status == 409 && reply.body["code"] == "IDEMPOTENCY_KEY_IN_USE" {
+                was_in_use = true;
+                let since = self.killed.elapsed();
+                assert!(
+                    since < self.bound,
+                    "a key is still IDEMPOTENCY_KEY_IN_USE {since:?} after the kill \
+                     (lock {IDEMPOTENCY_LOCK})"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            return (s, reply, was_in_use);
+        }
+    }
+}
 
 /// Creates with an `Idempotency-Key` each (one number per key), killed under load. After a
 /// restart every create that got no answer, and every fourth that did, is sent again with its
@@ -729,39 +792,17 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
     // The lock is taken before the kill; a little slack for the clocks' and scheduler's sake.
     let bound = IDEMPOTENCY_LOCK.to_std().unwrap() + Duration::from_secs(3);
     let mut outcome: BTreeMap<&str, String> = BTreeMap::new();
+    let retrier = Retrier {
+        client,
+        api: api.clone(),
+        token: token.clone(),
+        killed,
+        bound,
+        server: running,
+        transport_errors,
+    };
     let results: Vec<(&Sent, CreateReply, bool)> = futures::stream::iter(retried.iter().copied())
-        .map(|s| {
-            let (client, api, token) = (client.clone(), api.clone(), token.clone());
-            async move {
-                let mut was_in_use = false;
-                let mut no_answer = 0;
-                loop {
-                    // A retry that gets no answer is sent again, with the same key: that is
-                    // what the key is for. (A pooled connection the server just closed, say.)
-                    let reply = match send_create(&client, &api, &token, &s.number, s.key.as_deref(), &s.body).await {
-                        Ok(reply) => reply,
-                        Err(e) => {
-                            no_answer += 1;
-                            assert!(no_answer < 3, "the restarted server does not answer: {e}\n{}", running.log_tail());
-                            transport_errors.lock().unwrap().push(e);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    if reply.status == 409 && reply.body["code"] == "IDEMPOTENCY_KEY_IN_USE" {
-                        was_in_use = true;
-                        assert!(
-                            killed.elapsed() < bound,
-                            "a key is still IDEMPOTENCY_KEY_IN_USE {:?} after the kill (lock {IDEMPOTENCY_LOCK})",
-                            killed.elapsed()
-                        );
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    return (s, reply, was_in_use);
-                }
-            }
-        })
+        .map(|s| retrier.settle(s))
         .buffer_unordered(8)
         .collect()
         .await;
@@ -818,11 +859,45 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
         sent.len(),
         "one request per key, and none no key explains"
     );
+    // And every key holds its stored 201, no longer locked.
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+    let keys: BTreeMap<String, (Option<i32>, Option<uuid::Uuid>)> = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT idempotency_key, response_status, lock_token FROM idempotency_keys",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let key: String = r.try_get_by_index(0).unwrap();
+            (
+                key,
+                (
+                    r.try_get_by_index(1).unwrap(),
+                    r.try_get_by_index(2).unwrap(),
+                ),
+            )
+        })
+        .collect();
+    conn.close().await.unwrap();
+    assert_eq!(keys.len(), sent.len(), "one key row per key");
+    for s in &sent {
+        let key = s.key.as_deref().unwrap();
+        assert_eq!(keys.get(key), Some(&(Some(201), None)), "key {key}");
+    }
     // Once more: every retried key now replays.
     for s in &retried {
-        let reply = send_create(&client, &api, &token, &s.number, s.key.as_deref(), &s.body)
-            .await
-            .unwrap();
+        let reply = send_create(
+            &retrier.client,
+            &api,
+            &token,
+            &s.number,
+            s.key.as_deref(),
+            &s.body,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (reply.status, reply.replayed),
             (201, true),
