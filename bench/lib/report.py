@@ -267,7 +267,7 @@ def svg(res):
     ly = height - 18
     out.append(f'<rect x="{left}" y="{ly-10}" width="12" height="12" fill="#2f6fdf"/><text x="{left+18}" y="{ly}">releasedesk, req/s (wrk)</text>')
     out.append(f'<rect x="{left+190}" y="{ly-10}" width="12" height="12" fill="#bbb"/><text x="{left+208}" y="{ly}">same SQL at the database, tx/s (pgbench / SQLite C library)</text>')
-    out.append(f'<rect x="{left+560}" y="{ly-10}" width="12" height="12" fill="#e0e0e0" stroke="#bbb"/><text x="{left+578}" y="{ly}">minimal durable write, tx/s</text>')
+    out.append(f'<rect x="{left+590}" y="{ly-10}" width="12" height="12" fill="#e0e0e0" stroke="#bbb"/><text x="{left+608}" y="{ly}">minimal durable write, tx/s</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
