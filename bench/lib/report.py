@@ -223,7 +223,8 @@ def markdown(res):
                      f"load average before the run {m.get('load_before')}.")
     if res.get("run"):
         r = res["run"]
-        lines.append(f"Run: {r.get('mode')}, {r.get('seconds')} s per measurement, started {r.get('started')}.")
+        lines.append(f"Run: {r.get('mode')}, {r.get('seconds')} s per measurement, started {r.get('started')}"
+                     f"{'; CPUs kept awake (BENCH_KEEP_AWAKE=1)' if r.get('keep_awake') else ''}.")
     return "\n".join(lines) + "\n"
 
 
