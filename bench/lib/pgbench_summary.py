@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """pgbench_summary.py CLIENTS LOGDIR: one JSON line from pgbench's summary and its per-transaction
-log (`-l`): tps, p50/p99 latency, failed transactions."""
+log (`-l`): tps, p50/p99 latency, failed transactions (and the first error message, if any)."""
 
 import json
 import re
@@ -9,10 +9,14 @@ from pathlib import Path
 
 clients, logdir = int(sys.argv[1]), Path(sys.argv[2])
 summary = (logdir / "summary.txt").read_text()
-tps = float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", summary).group(1))
-done = int(re.search(r"number of transactions actually processed: (\d+)", summary).group(1))
+m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", summary)
+tps = float(m.group(1)) if m else 0.0
+m = re.search(r"number of transactions actually processed: (\d+)", summary)
+done = int(m.group(1)) if m else 0
 failed = re.search(r"number of failed transactions: (\d+)", summary)
-aborted = re.search(r"aborted", summary)
+# A client that hit an error (or pgbench itself failing) counts as one error; its first message is kept.
+aborted = re.search(r"aborted", summary) or not m
+first_error = next((line for line in summary.splitlines() if "error" in line.lower() or "aborted" in line), None)
 lat = []
 for f in logdir.glob("tx*"):
     for line in f.read_text().splitlines():
@@ -35,4 +39,5 @@ print(json.dumps({
     "p50_ms": pct(50),
     "p99_ms": pct(99),
     "errors": (int(failed.group(1)) if failed else 0) + (1 if aborted else 0),
+    "first_error": first_error,
 }))
