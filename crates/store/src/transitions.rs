@@ -36,8 +36,11 @@ use crate::audit::Event;
 use crate::entities::{agent_phone_number, carrier_release, phone_number, release_request};
 use crate::guards;
 use crate::numbers::LockedNumber;
+use crate::one_statement::{NewRequest, Outcome};
 use crate::outbox::mark_sent_in;
-use crate::{Actor, AuditAction, AuthContext, Completion, ReleaseRequest, Store, StoreError, now};
+use crate::{
+    Actor, AuditAction, AuthContext, Backend, Completion, ReleaseRequest, Store, StoreError, now,
+};
 
 /// What the carrier said when it released the number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,9 @@ pub(crate) enum Command<'a> {
     Create {
         phone_number_id: PhoneNumberId,
         reason: &'a Reason,
+        /// The customer's token, checked again by the write when the API took it from its
+        /// cache (see [`crate::tokens`]).
+        caller: &'a AuthContext,
     },
     /// An action on an existing request.
     Act {
@@ -170,7 +176,11 @@ impl Store {
             Command::Create {
                 phone_number_id,
                 reason,
+                caller,
             } => {
+                if caller.from_cache {
+                    self.token_still_valid(db, caller).await?;
+                }
                 let number = self
                     .lock_number(db, phone_number_id, scope.environment())
                     .await?;
@@ -298,6 +308,15 @@ impl Store {
         command: Command<'_>,
         completion: Option<Completion<'_, ReleaseRequest>>,
     ) -> Result<ReleaseRequest, StoreError> {
+        // On PostgreSQL a create without an idempotency key is one statement (see
+        // `one_statement`); the engine falls back to the transaction when it cannot be.
+        if let (Command::Create { .. }, None, Backend::Postgres) =
+            (command, &completion, self.backend())
+            && let Some(after) = self.create_at_once(actor, scope, command).await?
+        {
+            crate::stats::count_transition(after.status);
+            return Ok(after);
+        }
         let after = self
             .transact_completing(completion, |tx| async move {
                 self.transition(&tx, actor, scope, command).await
@@ -306,6 +325,38 @@ impl Store {
         // Counted once committed: a rolled-back (or retried) transition is not a transition.
         crate::stats::count_transition(after.status);
         Ok(after)
+    }
+
+    /// The one-statement create, when it can do this one; `None`: run the transaction.
+    async fn create_at_once(
+        &self,
+        actor: &Actor,
+        scope: Scope,
+        command: Command<'_>,
+    ) -> Result<Option<ReleaseRequest>, StoreError> {
+        let Command::Create {
+            phone_number_id,
+            reason,
+            caller,
+        } = command
+        else {
+            return Ok(None);
+        };
+        let Some(environment_id) = scope.environment() else {
+            return Ok(None);
+        };
+        let new = NewRequest {
+            phone_number_id,
+            environment_id,
+            token_id: caller.token_id,
+            reason,
+            actor,
+        };
+        match self.create_in_one_statement(&new).await? {
+            Outcome::Created(after) => Ok(Some(after)),
+            Outcome::Refused(e) => Err(e),
+            Outcome::UseTransaction => Ok(None),
+        }
     }
 
     /// `POST /phone-numbers/{id}/request-release`: a new `pending` request.
@@ -331,6 +382,7 @@ impl Store {
         let command = Command::Create {
             phone_number_id,
             reason: &reason,
+            caller: auth,
         };
         self.run(
             &auth.actor(),
