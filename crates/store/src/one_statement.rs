@@ -345,3 +345,68 @@ fn create_sql() -> &'static str {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_of_the_statement_is_bound_and_every_bound_one_used() {
+        let sql = create_sql();
+        let highest = (1..100)
+            .filter(|n| {
+                let p = format!("${n}");
+                sql.match_indices(&p)
+                    .any(|(i, _)| !sql[i + p.len()..].starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .max()
+            .unwrap();
+        let reason = Reason::parse("We no longer need this number for our agents.").unwrap();
+        let actor = Actor::Customer {
+            token_prefix: "talq_x".into(),
+        };
+        let new = NewRequest {
+            phone_number_id: PhoneNumberId::new(),
+            environment_id: releasedesk_domain::EnvironmentId::new(),
+            token_id: Uuid::now_v7(),
+            reason: &reason,
+            actor: &actor,
+        };
+        let plan = OutboxPlan {
+            email: None,
+            release_job: false,
+            webhook: releasedesk_domain::WebhookEvent::RequestCreated,
+            payload: Default::default(),
+        };
+        let request = ReleaseRequest {
+            id: RequestId::new(),
+            environment_id: new.environment_id,
+            phone_number_id: new.phone_number_id,
+            phone_number: String::new(),
+            reason: reason.as_str().to_owned(),
+            status: RequestStatus::INITIAL,
+            requested_at: now(),
+            resolved_at: None,
+            released_at: None,
+            review_note: None,
+            reviewed_by: None,
+        };
+        let bound = params(&new, &plan, None, &request).len();
+        assert_eq!(highest, bound);
+        for n in 1..=bound {
+            assert!(sql.contains(&format!("${n}")), "${n} is bound but unused");
+        }
+    }
+
+    #[test]
+    fn the_webhook_body_is_split_around_the_number() {
+        // The body's number is the only field the database fills in: the JSON around it must
+        // be cut exactly at the quoted marker.
+        let marker = Uuid::new_v4().to_string();
+        let body = format!("{{\"phone_number\":\"{marker}\",\"x\":1}}");
+        let (prefix, suffix) = body.split_once(&format!("\"{marker}\"")).unwrap();
+        let rebuilt = format!("{prefix}\"+15550000001\"{suffix}");
+        let v: serde_json::Value = serde_json::from_str(&rebuilt).unwrap();
+        assert_eq!(v["phone_number"], "+15550000001");
+    }
+}

@@ -22,6 +22,12 @@
 //!
 //! A new status or a new kind of notification is a change here (and in the domain's table),
 //! not one more copy per use case.
+//!
+//! **Two plans for a create.** The engine runs the steps above as a transaction of separate
+//! statements — except a create on PostgreSQL without an idempotency key, which it sends as
+//! one statement in autocommit doing the same steps ([`one_statement`](crate::one_statement)):
+//! one round trip instead of eight, the same guards (applied in Rust to what the statement
+//! read), the same outbox rows (from [`Store::outbox_plan`]), the same errors.
 
 use chrono::{DateTime, Utc};
 use releasedesk_domain::{
