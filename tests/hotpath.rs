@@ -411,3 +411,55 @@ async fn the_one_statement_create_writes_what_the_transaction_writes() {
     );
     app.shutdown().await;
 }
+
+/// PostgreSQL only: the one statement's checks read the snapshot taken before it waited for the
+/// number's lock. A writer holding the lock assigns the number to an active agent and commits
+/// while the create waits: the create must see the assignment (422), as the locked path would,
+/// not a number that was free when its statement started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_waited_for_the_lock_checks_what_the_holder_committed() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let number = app.numbers.free;
+    let holder = app.raw_db().await;
+    let tx = sea_orm::TransactionTrait::begin(&holder).await.unwrap();
+    // What every writer of a number does first: the touch that locks its row.
+    tx.execute_unprepared(&format!(
+        "UPDATE phone_numbers SET updated_at = now() WHERE id = '{number}'"
+    ))
+    .await
+    .unwrap();
+    tx.execute_unprepared(&format!(
+        "INSERT INTO agent_phone_numbers (agent_id, phone_number_id, created_at) \
+         VALUES ('{}', '{number}', now())",
+        app.front_desk
+    ))
+    .await
+    .unwrap();
+    let create = {
+        let req = app
+            .client
+            .post(app.url(&format!("/phone-numbers/{number}/request-release")))
+            .bearer_auth(&app.token)
+            .json(&json!({ "reason": REASON }));
+        tokio::spawn(send(req))
+    };
+    // Let the create reach the lock and wait there.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !create.is_finished(),
+        "the create waits for the number's lock"
+    );
+    tx.commit().await.unwrap();
+    let (status, body) = create.await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "PHONE_NUMBER_IN_USE");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM release_requests").await,
+        0,
+        "nothing was created"
+    );
+    holder.close().await.unwrap();
+    app.shutdown().await;
+}
