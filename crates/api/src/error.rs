@@ -252,6 +252,8 @@ impl From<StoreError> for ApiError {
             // The request's claim on its key was taken over (its lock expired): its effect was
             // rolled back, and the key belongs to the request that took it.
             StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
+            // The write re-checked a token the API had accepted from its cache: revoked since.
+            StoreError::Unauthenticated => Self::unauthorized(),
             StoreError::StorageUnavailable { fault, ref source } => {
                 tracing::warn!(%fault, error = %source, "request refused: storage unavailable");
                 Self::storage_unavailable(fault)

@@ -33,30 +33,62 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let (scheme, credentials) = header
-            .trim()
-            .split_once(' ')
-            .ok_or_else(ApiError::unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized());
-        }
-        let token = ApiToken::parse(credentials.trim()).map_err(|_| ApiError::unauthorized())?;
+        let token = bearer(parts)?;
         let store = Store::from_ref(state);
         let ctx = store
             .authenticate(&token.hash())
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        tracing::Span::current().record(
-            "environment_id",
-            tracing::field::display(ctx.environment_id),
-        );
-        Ok(Auth(ctx))
+        Ok(Auth(authenticated(ctx)))
     }
+}
+
+/// [`Auth`] for a write that checks the token again itself (the create): the identity may come
+/// from the store's short cache ([`Store::authenticate_for_write`]), and a token revoked since
+/// is refused by the write with the same 401.
+pub struct WriteAuth(pub AuthContext);
+
+impl<S> FromRequestParts<S> for WriteAuth
+where
+    Store: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        let store = Store::from_ref(state);
+        let ctx = store
+            .authenticate_for_write(&token.hash())
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(WriteAuth(authenticated(ctx)))
+    }
+}
+
+/// The bearer token of the request, well-formed, or the 401.
+fn bearer(parts: &Parts) -> Result<ApiToken, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unauthorized)?;
+    let (scheme, credentials) = header
+        .trim()
+        .split_once(' ')
+        .ok_or_else(ApiError::unauthorized)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthorized());
+    }
+    ApiToken::parse(credentials.trim()).map_err(|_| ApiError::unauthorized())
+}
+
+fn authenticated(ctx: AuthContext) -> AuthContext {
+    tracing::Span::current().record(
+        "environment_id",
+        tracing::field::display(ctx.environment_id),
+    );
+    ctx
 }
 
 /// A JSON body: 415 without `Content-Type: application/json` (parameters such as `charset` are

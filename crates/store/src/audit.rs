@@ -27,7 +27,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Actor::Customer { .. } => "customer",
             Actor::Staff { .. } => "staff",
@@ -35,14 +35,14 @@ impl Actor {
             Actor::Cli => "cli",
         }
     }
-    fn id(&self) -> Option<String> {
+    pub(crate) fn id(&self) -> Option<String> {
         match self {
             Actor::Customer { token_prefix } => Some(token_prefix.clone()),
             Actor::Staff { id, .. } => Some(id.to_string()),
             Actor::System | Actor::Cli => None,
         }
     }
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Actor::Customer { token_prefix } => format!("token {token_prefix}…"),
             Actor::Staff { email, .. } => email.clone(),

@@ -45,6 +45,8 @@ pub struct Store {
     backend: Backend,
     options: Arc<StoreOptions>,
     health: Arc<Health>,
+    /// Identities of API tokens, for the writes that check their token again themselves.
+    tokens: Arc<crate::tokens::TokenCache>,
 }
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,6 +159,7 @@ impl Store {
             backend,
             options: Arc::new(options),
             health,
+            tokens: Arc::new(crate::tokens::TokenCache::new()),
         })
     }
 
@@ -166,6 +169,10 @@ impl Store {
 
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    pub(crate) fn token_cache(&self) -> &crate::tokens::TokenCache {
+        &self.tokens
     }
 
     /// Applies every pending migration, one instance at a time: any number of instances may
@@ -344,6 +351,52 @@ impl Store {
             if fault.retry_on_fresh_connection() && !retried {
                 retried = true;
                 tracing::warn!(error = %err.chain(), "a transaction lost its connection before COMMIT; running it again on another connection");
+                continue;
+            }
+            if let StoreError::StorageUnavailable { source, .. } = &err {
+                self.health.write_failed(fault, source);
+            }
+            return Err(err);
+        }
+    }
+
+    /// Runs one statement on its own, in autocommit (PostgreSQL commits it as its own
+    /// transaction before answering), with [`Store::transact`]'s bookkeeping: a success clears a
+    /// recorded write fault, a storage fault is `StorageUnavailable` and recorded for the
+    /// readiness check, and a lost connection is remembered so that idle connections are
+    /// pinged. The statement is its own COMMIT, so only a failure to get a connection (nothing
+    /// was sent) is tried once more; a connection lost once the statement was handed to the
+    /// driver leaves the outcome unknown: [`StorageFault::CommitUnconfirmed`], never retried.
+    pub(crate) async fn autocommit_one(
+        &self,
+        stmt: Statement,
+    ) -> Result<Option<QueryResult>, StoreError> {
+        let mut retried = false;
+        loop {
+            let source = match self.write.query_one_raw(stmt.clone()).await {
+                Ok(row) => {
+                    self.health.write_succeeded();
+                    return Ok(row);
+                }
+                Err(e) => e,
+            };
+            let sent = !matches!(source, DbErr::ConnectionAcquire(_));
+            let err = match StorageFault::of(&source) {
+                Some(StorageFault::ConnectionLost) if sent => StoreError::StorageUnavailable {
+                    fault: StorageFault::CommitUnconfirmed,
+                    source,
+                },
+                _ => source.into(),
+            };
+            let Some(fault) = err.storage_fault() else {
+                return Err(err);
+            };
+            if fault == StorageFault::ConnectionLost || fault == StorageFault::CommitUnconfirmed {
+                self.health.connection_lost();
+            }
+            if fault.retry_on_fresh_connection() && !retried {
+                retried = true;
+                tracing::warn!(error = %err.chain(), "a statement found no live connection before it was sent; sending it on another connection");
                 continue;
             }
             if let StoreError::StorageUnavailable { source, .. } = &err {

@@ -62,6 +62,11 @@ pub enum StoreError {
     /// another request took the key over): its effect must not be applied.
     #[error("the idempotency key is held by another request")]
     IdempotencyKeyTaken,
+    /// The caller's API token was revoked (or its environment removed) after the API
+    /// accepted it: the write re-checked it and refused. The API answers exactly as for an
+    /// unknown token.
+    #[error("the API token is not valid")]
+    Unauthenticated,
     #[error("invalid {field}: {message}")]
     Invalid {
         field: &'static str,

@@ -47,6 +47,25 @@ pub(crate) async fn not_in_use(
     }
 }
 
+/// A new request's rules, decided from what was read under the number's lock: the same
+/// checks in the same order as [`not_released`], [`no_open_request`] and [`not_in_use`] (the
+/// one-statement create reads all three at once).
+pub(crate) fn for_new_request(
+    number: &LockedNumber,
+    open: Option<RequestStatus>,
+    agents: Vec<AgentRef>,
+) -> Result<(), StoreError> {
+    not_released(number)?;
+    if let Some(status) = open {
+        return Err(already_open(status));
+    }
+    if agents.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::PhoneNumberInUse { agents })
+    }
+}
+
 /// "Type the number to confirm": the typed text must be the request's E.164 number exactly
 /// (surrounding spaces aside).
 pub(crate) fn confirmation_matches(typed: &str, number: &LockedNumber) -> Result<(), StoreError> {

@@ -19,6 +19,7 @@ mod health;
 mod idempotency;
 mod notifications;
 mod numbers;
+mod one_statement;
 mod outbox;
 mod paging;
 mod preflight;

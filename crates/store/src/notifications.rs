@@ -33,7 +33,8 @@ use crate::webhooks::enqueue_webhooks;
 use crate::{Actor, ReleaseRequest, Store, StoreError};
 
 /// Who an event's email is for.
-enum Recipient {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recipient {
     /// The support inbox (`StoreOptions::support_email`); no email when it is not set.
     Support,
     /// The environment's notification address.
@@ -41,7 +42,7 @@ enum Recipient {
 }
 
 /// The email an event sends, and to whom.
-const fn email_for(event: RequestEvent) -> Option<(EmailKind, Recipient)> {
+pub(crate) const fn email_for(event: RequestEvent) -> Option<(EmailKind, Recipient)> {
     match event {
         RequestEvent::Created => Some((EmailKind::RequestCreated, Recipient::Support)),
         RequestEvent::Cancelled => None,
@@ -53,7 +54,7 @@ const fn email_for(event: RequestEvent) -> Option<(EmailKind, Recipient)> {
 }
 
 /// Whether an event starts the release job.
-const fn starts_release(event: RequestEvent) -> bool {
+pub(crate) const fn starts_release(event: RequestEvent) -> bool {
     match event {
         RequestEvent::Approved => true,
         RequestEvent::Created
@@ -64,7 +65,54 @@ const fn starts_release(event: RequestEvent) -> bool {
     }
 }
 
+/// The outbox rows an event causes, decided without the database: the email (its kind and
+/// its recipient, resolved to an address when the rules name the support inbox), whether the
+/// release job starts, and the webhook event each subscribed endpoint gets. Both ways of
+/// writing a change — [`Store::enqueue_notifications`] and the one-statement create
+/// ([`crate::one_statement`]) — write exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxPlan {
+    pub email: Option<(EmailKind, PlannedRecipient)>,
+    pub release_job: bool,
+    pub webhook: WebhookEvent,
+    pub payload: OutboxPayload,
+}
+
+/// Where a planned email goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PlannedRecipient {
+    /// A known address (the support inbox).
+    Address(EmailAddress),
+    /// The environment's notification address, read in the change's transaction.
+    Environment,
+}
+
 impl Store {
+    /// The outbox rows `event` causes when `actor` makes the change, except the "approved"
+    /// email's list of reviewers (read from the approvals in the transaction).
+    pub(crate) fn outbox_plan(&self, event: RequestEvent, actor: &Actor) -> OutboxPlan {
+        let email = email_for(event).and_then(|(kind, to)| match to {
+            Recipient::Support => self
+                .options()
+                .support_email
+                .clone()
+                .map(|a| (kind, PlannedRecipient::Address(a))),
+            Recipient::Environment => Some((kind, PlannedRecipient::Environment)),
+        });
+        OutboxPlan {
+            email,
+            release_job: starts_release(event),
+            webhook: WebhookEvent::for_request(event),
+            payload: OutboxPayload {
+                decided_by: match actor {
+                    Actor::Staff { email, .. } => Some(email.clone()),
+                    Actor::Customer { .. } | Actor::System | Actor::Cli => None,
+                },
+                approved_by: Vec::new(),
+            },
+        }
+    }
+
     /// Writes the outbox rows `event` causes for `request` (as it is after the change), inside
     /// the change's transaction.
     pub(crate) async fn enqueue_notifications(
@@ -74,54 +122,34 @@ impl Store {
         request: &ReleaseRequest,
         actor: &Actor,
     ) -> Result<(), StoreError> {
-        let approved_by = match event {
-            RequestEvent::Approved => approvals_of(db, request.id)
+        let mut plan = self.outbox_plan(event, actor);
+        if event == RequestEvent::Approved {
+            plan.payload.approved_by = approvals_of(db, request.id)
                 .await?
                 .into_iter()
                 .map(|a| a.staff_name)
-                .collect(),
-            RequestEvent::Created
-            | RequestEvent::Cancelled
-            | RequestEvent::Rejected
-            | RequestEvent::Released
-            | RequestEvent::Expired => Vec::new(),
-        };
-        let payload = OutboxPayload {
-            decided_by: match actor {
-                Actor::Staff { email, .. } => Some(email.clone()),
-                Actor::Customer { .. } | Actor::System | Actor::Cli => None,
-            },
-            approved_by,
-        };
+                .collect();
+        }
         let (env, id) = (request.environment_id, request.id);
-        if let Some((kind, to)) = email_for(event) {
+        if let Some((kind, to)) = &plan.email {
             let recipient = match to {
-                Recipient::Support => self.options().support_email.clone().map(Some),
-                Recipient::Environment => Some(notify_email(db, env).await?),
+                PlannedRecipient::Address(a) => Some(a.clone()),
+                PlannedRecipient::Environment => notify_email(db, env).await?,
             };
-            if let Some(recipient) = recipient {
-                enqueue(
-                    db,
-                    OutboxKind::Email(kind),
-                    env,
-                    id,
-                    recipient.as_ref(),
-                    &payload,
-                )
-                .await?;
-            }
+            enqueue(
+                db,
+                OutboxKind::Email(*kind),
+                env,
+                id,
+                recipient.as_ref(),
+                &plan.payload,
+            )
+            .await?;
         }
-        if starts_release(event) {
-            enqueue(db, OutboxKind::ReleaseNumber, env, id, None, &payload).await?;
+        if plan.release_job {
+            enqueue(db, OutboxKind::ReleaseNumber, env, id, None, &plan.payload).await?;
         }
-        enqueue_webhooks(
-            db,
-            env,
-            WebhookEvent::for_request(event),
-            Some(id),
-            &request.to_object(),
-        )
-        .await?;
+        enqueue_webhooks(db, env, plan.webhook, Some(id), &request.to_object()).await?;
         Ok(())
     }
 }

@@ -1,5 +1,22 @@
 //! API tokens: issued once (only their SHA-256 and a display prefix are stored), revoked by
-//! prefix, and looked up by hash on every API request.
+//! prefix, and looked up by hash on every API request — except one.
+//!
+//! **The cached identity of the create.** `POST …/request-release` is the hot path, and on
+//! PostgreSQL its token lookup was one of its round trips. [`Store::authenticate_for_write`]
+//! answers it from a small in-process cache (token hash → [`AuthContext`], bounded, entries
+//! kept at most [`CACHE_TTL`]) and marks the context `from_cache`. A cached identity is only
+//! good for a write that checks the token again itself, in its own statement or transaction:
+//! the one-statement create always does (`EXISTS` a live token of a present environment, see
+//! [`crate::one_statement`]), and the transaction path does when the context came from the
+//! cache ([`Store::token_still_valid`]). So a token revoked by another process (`releasedesk token
+//! revoke`) is refused by the very next create, 401 as for an unknown token, with nothing
+//! written. Every other endpoint keeps the full lookup. Unknown tokens are never cached.
+//!
+//! On SQLite the lookup runs on the read pool, beside the single writer, while a check inside
+//! the write would run on the writer, whose time is the service's limit: there the create keeps
+//! the full lookup (measured: see `docs/architecture.md`).
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use releasedesk_domain::{ApiToken, EnvironmentId, TokenHash};
@@ -7,7 +24,21 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use crate::entities::api_token;
-use crate::{Actor, Store, StoreError, now};
+use crate::{Actor, Backend, Store, StoreError, now};
+
+/// How long a cached identity is used before it is looked up again.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Tokens whose identity is kept (a few hundred bytes each).
+const CACHE_CAPACITY: usize = 10_000;
+
+/// The cached identities, by token hash. See the module docs.
+pub(crate) struct TokenCache(quick_cache::sync::Cache<String, (AuthContext, Instant)>);
+
+impl TokenCache {
+    pub(crate) fn new() -> Self {
+        Self(quick_cache::sync::Cache::new(CACHE_CAPACITY))
+    }
+}
 
 /// Who is calling the API: the environment of a valid, unrevoked token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +46,8 @@ pub struct AuthContext {
     pub environment_id: EnvironmentId,
     pub token_id: Uuid,
     pub token_prefix: String,
+    /// Taken from the cache: the write must check the token again (see the module docs).
+    pub(crate) from_cache: bool,
 }
 
 /// A token just issued: the only time its secret exists outside the caller's hands.
@@ -111,7 +144,64 @@ impl Store {
             environment_id: env.into(),
             token_id,
             token_prefix,
+            from_cache: false,
         }))
+    }
+
+    /// The caller of a write that checks the token again itself (the create): on PostgreSQL
+    /// from the cache when it holds the token, else [`Store::authenticate`]. See the module
+    /// docs.
+    pub async fn authenticate_for_write(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<AuthContext>, StoreError> {
+        if self.backend() != Backend::Postgres {
+            return self.authenticate(hash).await;
+        }
+        let cache = &self.token_cache().0;
+        if let Some((ctx, at)) = cache.get(hash.as_str())
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(AuthContext {
+                from_cache: true,
+                ..ctx
+            }));
+        }
+        let found = self.authenticate(hash).await?;
+        match &found {
+            Some(ctx) => cache.insert(hash.as_str().to_owned(), (ctx.clone(), Instant::now())),
+            None => {
+                cache.remove(hash.as_str());
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl Store {
+    /// Inside a write: is the caller's token still live, and its environment still there?
+    /// `Unauthenticated` if not.
+    pub(crate) async fn token_still_valid(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        caller: &AuthContext,
+    ) -> Result<(), StoreError> {
+        let live = db
+            .query_one_raw(self.stmt(
+                "SELECT 1 FROM api_tokens t JOIN environments e ON e.id = t.environment_id \
+                 WHERE t.id = $1 AND t.environment_id = $2 AND t.revoked_at IS NULL",
+                [
+                    caller.token_id.into(),
+                    caller.environment_id.as_uuid().into(),
+                ],
+            ))
+            .await?
+            .is_some();
+        if live {
+            Ok(())
+        } else {
+            Err(StoreError::Unauthenticated)
+        }
     }
 }
 

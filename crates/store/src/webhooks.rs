@@ -691,7 +691,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// The body every attempt of a delivery sends: `{"type", "timestamp", "data"}`, serialized once.
-fn event_body(event: WebhookEvent, data: &(impl Serialize + ?Sized)) -> String {
+pub(crate) fn event_body(event: WebhookEvent, data: &(impl Serialize + ?Sized)) -> String {
     #[derive(Serialize)]
     struct Body<'a, D: Serialize + ?Sized> {
         r#type: &'static str,

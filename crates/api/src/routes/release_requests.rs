@@ -14,7 +14,7 @@ use super::page_params;
 use crate::ApiError;
 use crate::dto::{Envelope, ListEnvelope, RequestReleaseBody};
 use crate::error::ErrorBody;
-use crate::extract::{Auth, JsonBody, PhoneNumberPath, RequestPath};
+use crate::extract::{Auth, JsonBody, PhoneNumberPath, RequestPath, WriteAuth};
 use crate::idempotency::{self, Idempotency};
 
 /// Request the release of a phone number.
@@ -40,7 +40,7 @@ use crate::idempotency::{self, Idempotency};
 )]
 pub async fn request_release(
     State(store): State<Store>,
-    Auth(auth): Auth,
+    WriteAuth(auth): WriteAuth,
     idem: Idempotency,
     PhoneNumberPath(phone_number_id): PhoneNumberPath,
     JsonBody(body): JsonBody<RequestReleaseBody>,
