@@ -305,8 +305,10 @@ impl Store {
     }
 
     /// Runs `body` in one write transaction: committed when it returns `Ok`, rolled back when it
-    /// returns `Err`. **The only way the store writes**, so that how a transaction begins, fails,
-    /// is retried and commits is decided here, once:
+    /// returns `Err`. **The way the store writes** (the one exception is PostgreSQL's
+    /// one-statement create, [`Store::autocommit_one`], which keeps the same rules for a single
+    /// autocommitted statement), so that how a transaction begins, fails, is retried and commits
+    /// is decided here, once:
     ///
     /// - `Ok` means committed: the service may acknowledge the write.
     /// - A failed COMMIT, and any error inside the transaction, rolls back; a connection left
