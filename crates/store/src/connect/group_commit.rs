@@ -9,6 +9,10 @@
 //!   open, and runs its body inside a `SAVEPOINT` of its own (the body's [`Tx`] is the batch's
 //!   transaction). A body that returns `Ok` is `RELEASE`d into the batch; one that returns `Err`
 //!   is rolled back to its savepoint, so its effects are gone and the others' are untouched.
+//!   The batch's first write runs without a savepoint: nobody else is in the transaction while
+//!   it runs (the others queue for the mutex), so if it fails the whole transaction is rolled
+//!   back instead, and its refusal, resting on committed data only, is answered at once. A
+//!   lone write therefore costs what a transaction of its own would.
 //! - Then, if other writes are queued for the mutex (and the batch has fewer than
 //!   [`MAX_MEMBERS`]), the write leaves the batch open for them and lets the next one in;
 //!   otherwise the batch is committed. Batches form by themselves while the previous COMMIT
@@ -68,9 +72,21 @@ struct Batch {
     /// Writes that ran in it, and those whose body succeeded (kept by the COMMIT).
     members: usize,
     kept: usize,
-    /// A member's savepoint may be open: set before `SAVEPOINT`, cleared once it is closed.
-    in_savepoint: bool,
+    /// What must be undone if the member running now is dropped.
+    undo: Undo,
     outcome: watch::Sender<Option<Outcome>>,
+}
+
+/// The running member's writes, if it is dropped before it closed them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// No member is running (or the running one has nothing open yet).
+    Nothing,
+    /// Its savepoint may be open: set before `SAVEPOINT`, cleared once it is closed.
+    Savepoint,
+    /// It is the batch's first member, which runs without a savepoint: its writes are the
+    /// whole transaction.
+    Batch,
 }
 
 /// How a batch ended.
@@ -120,7 +136,7 @@ impl GroupCommit {
                         tx: Arc::new(tx),
                         members: 0,
                         kept: 0,
-                        in_savepoint: false,
+                        undo: Undo::Nothing,
                         outcome: watch::channel(None).0,
                     });
                 }
@@ -131,17 +147,24 @@ impl GroupCommit {
             }
         }
         let batch = slot.as_mut().expect("a batch is open");
+        // The first member is alone in the transaction while it runs (the others queue for
+        // the slot), so it needs no savepoint: its failure rolls the whole transaction back.
+        let first = batch.members == 0;
         batch.members += 1;
         let mut outcome = batch.outcome.subscribe();
 
-        batch.in_savepoint = true;
-        if let Err(e) = batch
-            .tx
-            .execute_unprepared(&format!("SAVEPOINT {SAVEPOINT}"))
-            .await
-        {
-            self.abort(turn.slot.take(), e.clone());
-            return Err(Attempt::BeforeCommit(e.into()));
+        if first {
+            batch.undo = Undo::Batch;
+        } else {
+            batch.undo = Undo::Savepoint;
+            if let Err(e) = batch
+                .tx
+                .execute_unprepared(&format!("SAVEPOINT {SAVEPOINT}"))
+                .await
+            {
+                self.abort(turn.slot.take(), e.clone());
+                return Err(Attempt::BeforeCommit(e.into()));
+            }
         }
         let result = body(Tx(batch.tx.clone())).await;
         let closed = if Arc::strong_count(&batch.tx) > 1 {
@@ -150,8 +173,16 @@ impl GroupCommit {
             ))
         } else {
             match &result {
-                Ok(_) => release(&batch.tx).await,
                 Err(StoreError::StorageUnavailable { source, .. }) => Err(source.clone()),
+                Ok(_) if first => Ok(()),
+                Ok(_) => release(&batch.tx).await,
+                Err(own) if first => {
+                    // Only its own writes to undo, and its refusal rests on committed data
+                    // only: it is answered at once.
+                    let cause = DbErr::Custom(format!("the batch's first write failed: {own}"));
+                    self.abort(turn.slot.take(), cause);
+                    return result.map_err(Attempt::BeforeCommit);
+                }
                 Err(_) => rollback_to(&batch.tx).await,
             }
         };
@@ -162,7 +193,7 @@ impl GroupCommit {
                 _ => e.into(),
             }));
         }
-        batch.in_savepoint = false;
+        batch.undo = Undo::Nothing;
         if result.is_ok() {
             batch.kept += 1;
         }
@@ -261,12 +292,17 @@ impl GroupCommit {
     /// After a member was dropped holding the slot: undo its open savepoint, then commit the
     /// batch or leave it open for the writes queued behind it.
     async fn settle(self: Arc<Self>, mut slot: Slot) {
-        if let Some(batch) = slot.as_mut()
-            && batch.in_savepoint
-        {
-            match rollback_to(&batch.tx).await {
-                Ok(()) => batch.in_savepoint = false,
-                Err(e) => return self.abort(Some(slot), e),
+        if let Some(batch) = slot.as_mut() {
+            match batch.undo {
+                Undo::Nothing => {}
+                Undo::Savepoint => match rollback_to(&batch.tx).await {
+                    Ok(()) => batch.undo = Undo::Nothing,
+                    Err(e) => return self.abort(Some(slot), e),
+                },
+                Undo::Batch => {
+                    let cause = DbErr::Custom("the batch's first write was dropped".into());
+                    return self.abort(Some(slot), cause);
+                }
             }
         }
         self.hand_on(slot).await;
@@ -337,10 +373,14 @@ struct Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(self.group.clone().settle(slot));
+        let Some(mut slot) = self.slot.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn(self.group.clone().settle(slot))),
+            // No runtime to finish it on: drop the batch (its transaction rolls back; its
+            // members learn that its outcome is unknown), never leave it half-written.
+            Err(_) => drop(slot.take()),
         }
     }
 }
@@ -605,6 +645,28 @@ mod tests {
         write(&store, "after", 0, || async { Ok(()) })
             .await
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batchs_first_write_failing_or_dropped_is_undone_and_the_writes_behind_it_go_on() {
+        let (store, _dir) = store().await;
+        let failing = spawn_write(&store, "failing", 0, Duration::from_millis(200), true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let behind = spawn_write(&store, "behind", 0, Duration::ZERO, false);
+        assert!(matches!(
+            join(failing).await,
+            Err(StoreError::ReleaseAlreadyPending)
+        ));
+        join(behind).await.unwrap();
+        assert_eq!(rows(&store).await, ["behind"]);
+
+        let stuck = spawn_write(&store, "stuck", 0, Duration::from_secs(3600), false);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let next = spawn_write(&store, "next", 0, Duration::ZERO, false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stuck.abort();
+        join(next).await.unwrap();
+        assert_eq!(rows(&store).await, ["behind", "next"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
