@@ -292,6 +292,17 @@ impl GroupCommit {
     /// After a member was dropped holding the slot: undo its open savepoint, then commit the
     /// batch or leave it open for the writes queued behind it.
     async fn settle(self: Arc<Self>, mut slot: Slot) {
+        if let Some(batch) = slot.as_ref() {
+            // The dropped member's handle may still be going away on another thread (this task
+            // can start before the member's future has been dropped in full); the COMMIT needs
+            // the batch's only handle.
+            for _ in 0..1000 {
+                if Arc::strong_count(&batch.tx) == 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
         if let Some(batch) = slot.as_mut() {
             match batch.undo {
                 Undo::Nothing => {}
