@@ -58,6 +58,11 @@ fn recorder() -> anyhow::Result<PrometheusHandle> {
                     LATENCY_BUCKETS,
                 )
                 .map_err(|e| e.to_string())?
+                .set_buckets_for_metric(
+                    Matcher::Full(stats::DB_WRITES_PER_COMMIT.to_owned()),
+                    stats::WRITES_PER_COMMIT_BUCKETS,
+                )
+                .map_err(|e| e.to_string())?
                 .install_recorder()
                 .map_err(|e| e.to_string())?;
             describe();

@@ -15,6 +15,10 @@ use sea_orm::{
 use crate::health::Health;
 use crate::{Migrator, MigratorTrait, StorageFault, StoreError};
 
+mod group_commit;
+
+use group_commit::GroupCommit;
+
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -47,6 +51,8 @@ pub struct Store {
     health: Arc<Health>,
     /// Identities of API tokens, for the writes that check their token again themselves.
     tokens: Arc<crate::tokens::TokenCache>,
+    /// SQLite's batches of writes (see [`group_commit`]); unused on PostgreSQL.
+    group: Arc<GroupCommit>,
 }
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,7 +110,8 @@ impl Store {
     /// (writes queue in the pool instead of spinning on `SQLITE_BUSY`) and begins its write
     /// transactions `IMMEDIATE` (so a transaction that reads before it writes cannot fail to
     /// upgrade its lock when another *process* writes); reads go to a separate pool of
-    /// readers, which WAL lets run beside the writer.
+    /// readers, which WAL lets run beside the writer. Writes that arrive together share one
+    /// transaction and one COMMIT on that connection (group commit: see [`Store::transact`]).
     ///
     /// PostgreSQL gets one pool (default 16 connections) for everything.
     ///
@@ -160,6 +167,7 @@ impl Store {
             options: Arc::new(options),
             health,
             tokens: Arc::new(crate::tokens::TokenCache::new()),
+            group: Arc::default(),
         })
     }
 
@@ -323,6 +331,13 @@ impl Store {
     /// `body` is `Fn`, not `FnOnce`: it may run twice (above). It must therefore only act
     /// through `tx` (no side effects outside the database) and borrow, not move, what it
     /// captures (bind `let x = &x;` first).
+    ///
+    /// On SQLite the transaction is shared: the writes of requests that arrive together run in
+    /// one transaction, each in a savepoint of its own, and are committed together (**group
+    /// commit**, see [`group_commit`]). For a body nothing changes: its writes are kept or
+    /// undone as a whole, it sees the writes committed before it (and those of the batch's
+    /// earlier members, which commit with it or not at all), and `Ok` still means committed.
+    /// On PostgreSQL every call is a transaction of its own.
     pub(crate) async fn transact<T, F, Fut>(&self, body: F) -> Result<T, StoreError>
     where
         F: Fn(Tx) -> Fut,
@@ -330,7 +345,11 @@ impl Store {
     {
         let mut retried = false;
         loop {
-            let err = match self.attempt(&body).await {
+            let attempt = match self.backend {
+                Backend::Sqlite => self.group.run(|| self.begin(), &body).await,
+                Backend::Postgres => self.attempt(&body).await,
+            };
+            let err = match attempt {
                 Ok(value) => {
                     self.health.write_succeeded();
                     return Ok(value);
@@ -408,7 +427,7 @@ impl Store {
         }
     }
 
-    /// One try of [`Store::transact`].
+    /// One try of [`Store::transact`] in a transaction of its own (PostgreSQL).
     async fn attempt<T, F, Fut>(&self, body: &F) -> Result<T, Attempt>
     where
         F: Fn(Tx) -> Fut,
@@ -429,7 +448,11 @@ impl Store {
         match result {
             // A failed commit drops the transaction still open: sea-orm queues a ROLLBACK, and
             // the pool retires the connection if that does not end the transaction.
-            Ok(value) => tx.commit().await.map(|()| value).map_err(Attempt::AtCommit),
+            Ok(value) => {
+                tx.commit().await.map_err(Attempt::AtCommit)?;
+                crate::stats::count_commit(1);
+                Ok(value)
+            }
             Err(e) => {
                 if let Err(rollback) = tx.rollback().await {
                     tracing::warn!(error = %rollback, "rolling back a failed transaction failed; its connection is closed");
@@ -453,6 +476,13 @@ impl Store {
             }
             Backend::Postgres => self.write.begin().await,
         }
+    }
+
+    /// SQLite's group commit so far: how many COMMITs carried how many writes (both 0 on
+    /// PostgreSQL, where every write commits on its own).
+    pub fn group_commit_stats(&self) -> crate::stats::GroupCommitStats {
+        let (commits, writes) = self.group.stats();
+        crate::stats::GroupCommitStats { commits, writes }
     }
 
     pub(crate) fn reader(&self) -> &Reader {
@@ -487,7 +517,7 @@ impl Store {
 
 /// How one try of a transaction failed: before its COMMIT was sent (nothing was written), or
 /// at the COMMIT (on a broken connection, the outcome is unknown).
-enum Attempt {
+pub(crate) enum Attempt {
     BeforeCommit(StoreError),
     AtCommit(DbErr),
 }

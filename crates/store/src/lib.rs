@@ -5,7 +5,8 @@
 //! environment's ids behave exactly like ids that do not exist.
 //!
 //! Backends: SQLite (the embedded default) and PostgreSQL. See [`Store::connect`] for how each is
-//! tuned.
+//! tuned. On SQLite, writes arriving together are committed together (group commit): each use
+//! case still succeeds or fails as a whole, and is answered only once its COMMIT is durable.
 
 mod agents;
 mod approvals;

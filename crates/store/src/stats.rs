@@ -20,6 +20,12 @@ use crate::{Backend, OutboxKind, OutboxState, Store, StoreError};
 pub const TRANSITIONS_TOTAL: &str = "releasedesk_transitions_total";
 /// Outbox attempts, by kind and outcome.
 pub const OUTBOX_ATTEMPTS_TOTAL: &str = "releasedesk_outbox_attempts_total";
+/// COMMITs of write transactions (on SQLite one per batch of writes: group commit).
+pub const DB_COMMITS_TOTAL: &str = "releasedesk_db_commits_total";
+/// Writes carried per COMMIT.
+pub const DB_WRITES_PER_COMMIT: &str = "releasedesk_db_writes_per_commit";
+/// The buckets of [`DB_WRITES_PER_COMMIT`] (a batch holds at most 64 writes).
+pub const WRITES_PER_COMMIT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// Describes the counters above to the installed recorder (their `# HELP` lines).
 pub fn describe() {
@@ -31,6 +37,29 @@ pub fn describe() {
         OUTBOX_ATTEMPTS_TOTAL,
         "Outbox rows attempted by this process's worker, by kind and outcome (completed, retry, dead, lease_lost, unrecorded)."
     );
+    metrics::describe_counter!(
+        DB_COMMITS_TOTAL,
+        "Write transactions committed by this process (SQLite: one per batch of writes)."
+    );
+    metrics::describe_histogram!(
+        DB_WRITES_PER_COMMIT,
+        "Writes kept by each COMMIT (above 1 only on SQLite, where writes arriving together share a COMMIT)."
+    );
+}
+
+/// Counts one successful COMMIT that kept `writes` writes.
+pub(crate) fn count_commit(writes: usize) {
+    metrics::counter!(DB_COMMITS_TOTAL).increment(1);
+    metrics::histogram!(DB_WRITES_PER_COMMIT).record(writes as f64);
+}
+
+/// SQLite's group commit as one process saw it ([`Store::group_commit_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupCommitStats {
+    /// Batches committed.
+    pub commits: u64,
+    /// Writes those batches kept.
+    pub writes: u64,
 }
 
 /// Counts one committed transition into `status`. Called once the transaction committed, never
