@@ -519,7 +519,9 @@ async fn sigkill_under_create_load_loses_no_acknowledged_write(backend: Backend)
     // Built first (cargo may wait for a lock): the time a test takes starts after.
     common::binary::releasedesk();
     let started = Instant::now();
-    let fixture = Fixture::create(&db, 1200).await;
+    // Enough numbers for four rounds at a few thousand creates a second: a load that runs out
+    // of numbers stops acknowledging (each number is asked for once, plus the 409 repeats).
+    let fixture = Fixture::create(&db, 8000).await;
     eprintln!("{backend:?}: fixture ready in {:?}", started.elapsed());
     let numbers = Arc::new(fixture.numbers.clone());
     let next = Arc::new(AtomicUsize::new(0));
@@ -737,7 +739,7 @@ async fn an_idempotent_retry_after_the_kill_replays_or_creates_exactly_once(back
     // Built first (cargo may wait for a lock): the time a test takes starts after.
     common::binary::releasedesk();
     let started = Instant::now();
-    let fixture = Fixture::create(&db, 1200).await;
+    let fixture = Fixture::create(&db, 4000).await;
     let numbers = Arc::new(fixture.numbers.clone());
     let token = fixture.token.clone();
 
