@@ -21,6 +21,15 @@ pub(crate) struct LockedNumber {
     pub status: PhoneNumberStatus,
 }
 
+/// What a new request's guards need besides the locked number, read with the lock
+/// ([`Store::lock_number_for_create`]).
+pub(crate) struct NewRequestFacts {
+    /// The status of the number's open request, if it has one.
+    pub open: Option<releasedesk_domain::RequestStatus>,
+    /// Does an active agent hold the number?
+    pub held: bool,
+}
+
 impl Store {
     /// Locks the number's row for the rest of the transaction. It is **the** lock of the
     /// workflow: every writer that changes what may happen to a number — a new request, a
@@ -58,6 +67,68 @@ impl Store {
             e164: row.try_get_by_index(1)?,
             status: parse_column("phone_numbers.status", &status)?,
         })
+    }
+
+    /// [`Store::lock_number`] for a new request on SQLite, with what the new request's guards
+    /// read in the same statement: the status of the number's open request, if any, and whether
+    /// an active agent holds it. One statement instead of three on the single writing
+    /// connection, where each statement is a round trip to SQLite's worker thread and writes
+    /// queue behind each other (see `connect::group_commit`).
+    ///
+    /// SQLite only: its writer holds the database's write lock from `BEGIN IMMEDIATE`, so what
+    /// the `RETURNING` subqueries read cannot change before the commit. (On PostgreSQL the
+    /// subqueries would read the statement's snapshot, taken before the row lock was granted:
+    /// there the checks stay separate statements after the lock, or see `one_statement`.)
+    pub(crate) async fn lock_number_for_create(
+        &self,
+        db: &impl ConnectionTrait,
+        id: PhoneNumberId,
+        environment: Option<EnvironmentId>,
+    ) -> Result<(LockedNumber, NewRequestFacts), StoreError> {
+        debug_assert_eq!(self.backend(), crate::Backend::Sqlite);
+        let open: Vec<String> = crate::guards::open_statuses()
+            .map(|s| format!("'{s}'"))
+            .collect();
+        let sql = format!(
+            "UPDATE phone_numbers SET updated_at = $1 \
+             WHERE id = $2 AND ($3 IS NULL OR environment_id = $3) \
+             RETURNING environment_id, e164, status, \
+             (SELECT r.status FROM release_requests r \
+              WHERE r.phone_number_id = $2 AND r.status IN ({open}) LIMIT 1), \
+             EXISTS (SELECT 1 FROM agents a WHERE a.current_status = '{active}' AND a.id IN \
+              (SELECT ap.agent_id FROM agent_phone_numbers ap WHERE ap.phone_number_id = $2))",
+            open = open.join(", "),
+            active = releasedesk_domain::AgentStatus::Active.as_str(),
+        );
+        let row = db
+            .query_one_raw(self.stmt(
+                &sql,
+                [
+                    now().into(),
+                    id.as_uuid().into(),
+                    environment.map(|e| e.as_uuid()).into(),
+                ],
+            ))
+            .await?
+            .ok_or(StoreError::PhoneNumberNotFound)?;
+        let environment_id: Uuid = row.try_get_by_index(0)?;
+        let status: String = row.try_get_by_index(2)?;
+        let open: Option<String> = row.try_get_by_index(3)?;
+        let held: bool = row.try_get_by_index(4)?;
+        Ok((
+            LockedNumber {
+                id,
+                environment_id: environment_id.into(),
+                e164: row.try_get_by_index(1)?,
+                status: parse_column("phone_numbers.status", &status)?,
+            },
+            NewRequestFacts {
+                open: open
+                    .map(|s| parse_column("release_requests.status", &s))
+                    .transpose()?,
+                held,
+            },
+        ))
     }
 
     pub async fn add_phone_number(

@@ -139,7 +139,11 @@ struct ApprovalStep {
 /// What a command works on, once loaded and decided.
 enum Subject<'a> {
     /// A request to be created.
-    New { reason: &'a Reason },
+    New {
+        reason: &'a Reason,
+        /// What the guards need, when it was read with the lock (SQLite).
+        facts: Option<crate::numbers::NewRequestFacts>,
+    },
     /// An existing request, the action on it, and the status the domain allows it to enter.
     Existing {
         current: Box<ReleaseRequest>,
@@ -187,10 +191,20 @@ impl Store {
                 if caller.from_cache {
                     self.token_still_valid(db, caller).await?;
                 }
-                let number = self
-                    .lock_number(db, phone_number_id, scope.environment())
-                    .await?;
-                (Subject::New { reason }, number)
+                let (number, facts) = match self.backend() {
+                    crate::Backend::Sqlite => {
+                        let (number, facts) = self
+                            .lock_number_for_create(db, phone_number_id, scope.environment())
+                            .await?;
+                        (number, Some(facts))
+                    }
+                    crate::Backend::Postgres => (
+                        self.lock_number(db, phone_number_id, scope.environment())
+                            .await?,
+                        None,
+                    ),
+                };
+                (Subject::New { reason, facts }, number)
             }
             Command::Act { request_id, action } => {
                 let current = load_request(db, request_id, scope).await?;
@@ -210,10 +224,22 @@ impl Store {
         // 3. The action's own rules.
         let mut approval = None;
         match &subject {
-            Subject::New { .. } => {
+            Subject::New { facts: None, .. } => {
                 guards::not_released(&number)?;
                 guards::no_open_request(db, &number).await?;
                 guards::not_in_use(db, &number).await?;
+            }
+            Subject::New {
+                facts: Some(facts), ..
+            } => {
+                // The same rules in the same order, from what was read with the lock; the
+                // agents are listed (for the error) only when one holds the number.
+                let agents = if facts.held {
+                    guards::active_agents_holding(db, number.id).await?
+                } else {
+                    Vec::new()
+                };
+                guards::for_new_request(&number, facts.open, agents)?;
             }
             Subject::Existing {
                 current, action, ..
@@ -231,7 +257,7 @@ impl Store {
         }
         // 4. The write.
         let (after, effect, detail) = match subject {
-            Subject::New { reason } => (
+            Subject::New { reason, .. } => (
                 insert_request(db, &number, reason, at).await?,
                 Effect::Entered(RequestEvent::Created),
                 None,
