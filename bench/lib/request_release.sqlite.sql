@@ -28,13 +28,11 @@ SELECT "api_tokens"."id", "api_tokens"."environment_id", "api_tokens"."prefix" F
 -- Store::transact (crates/store/src/connect.rs): the write transaction.
 BEGIN IMMEDIATE;
 
--- Store::lock_number (numbers.rs): the number's lock, scoped to the token's environment.
-UPDATE phone_numbers SET updated_at = :now WHERE id = :number AND (:env IS NULL OR environment_id = :env) RETURNING environment_id, e164, status;
+-- Store::lock_number_for_create (numbers.rs): the number's lock, scoped to the token's
+-- environment, with what guards::for_new_request needs read in the same statement (the
+-- number's open request, whether an active agent holds it).
+UPDATE phone_numbers SET updated_at = :now WHERE id = :number AND (:env IS NULL OR environment_id = :env) RETURNING environment_id, e164, status, (SELECT r.status FROM release_requests r WHERE r.phone_number_id = :number AND r.status IN ('pending', 'approved') LIMIT 1), EXISTS (SELECT 1 FROM agents a WHERE a.current_status = 'active' AND a.id IN (SELECT ap.agent_id FROM agent_phone_numbers ap WHERE ap.phone_number_id = :number));
 -- \gset num_
-
--- guards::no_open_request, guards::not_in_use (guards.rs).
-SELECT "release_requests"."status" FROM "release_requests" WHERE "release_requests"."phone_number_id" = :number AND "release_requests"."status" IN (:pending, :approved) LIMIT :one;
-SELECT "agents"."id", "agents"."name" FROM "agents" WHERE "agents"."current_status" = :active AND "agents"."id" IN (SELECT "agent_id" FROM "agent_phone_numbers" WHERE "agent_phone_numbers"."phone_number_id" = :number) ORDER BY "agents"."name" ASC;
 
 -- insert_request (transitions.rs).
 INSERT INTO "release_requests" ("id", "environment_id", "phone_number_id", "phone_number", "reason", "status", "requested_at", "resolved_at", "released_at", "review_note", "reviewed_by") VALUES (:uuid_request, :env, :number, :num_e164, :reason, :pending, :now, NULL, NULL, NULL, NULL);
