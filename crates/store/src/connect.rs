@@ -363,22 +363,40 @@ impl Store {
                     _ => e.into(),
                 },
             };
-            let Some(fault) = err.storage_fault() else {
-                return Err(err);
-            };
-            if fault == StorageFault::ConnectionLost || fault == StorageFault::CommitUnconfirmed {
-                self.health.connection_lost();
-            }
-            if fault.retry_on_fresh_connection() && !retried {
-                retried = true;
-                tracing::warn!(error = %err.chain(), "a transaction lost its connection before COMMIT; running it again on another connection");
-                continue;
-            }
-            if let StoreError::StorageUnavailable { source, .. } = &err {
-                self.health.write_failed(fault, source);
-            }
-            return Err(err);
+            self.settle_failure(
+                err,
+                &mut retried,
+                "a transaction lost its connection before COMMIT; running it again on another connection",
+            )?;
         }
+    }
+
+    /// What a failed write does next, the same for [`Store::transact`] and
+    /// [`Store::autocommit_one`]: `Ok(())` runs it once more on another connection (a
+    /// connection lost before anything could be applied, once), `Err` is the caller's answer.
+    /// Either way a lost connection is remembered (idle connections are then pinged) and a
+    /// storage fault that ends the write is recorded for the readiness check.
+    fn settle_failure(
+        &self,
+        err: StoreError,
+        retried: &mut bool,
+        retrying: &'static str,
+    ) -> Result<(), StoreError> {
+        let Some(fault) = err.storage_fault() else {
+            return Err(err);
+        };
+        if fault == StorageFault::ConnectionLost || fault == StorageFault::CommitUnconfirmed {
+            self.health.connection_lost();
+        }
+        if fault.retry_on_fresh_connection() && !*retried {
+            *retried = true;
+            tracing::warn!(error = %err.chain(), "{retrying}");
+            return Ok(());
+        }
+        if let StoreError::StorageUnavailable { source, .. } = &err {
+            self.health.write_failed(fault, source);
+        }
+        Err(err)
     }
 
     /// Runs one statement on its own, in autocommit (PostgreSQL commits it as its own
@@ -409,21 +427,11 @@ impl Store {
                 },
                 _ => source.into(),
             };
-            let Some(fault) = err.storage_fault() else {
-                return Err(err);
-            };
-            if fault == StorageFault::ConnectionLost || fault == StorageFault::CommitUnconfirmed {
-                self.health.connection_lost();
-            }
-            if fault.retry_on_fresh_connection() && !retried {
-                retried = true;
-                tracing::warn!(error = %err.chain(), "a statement found no live connection before it was sent; sending it on another connection");
-                continue;
-            }
-            if let StoreError::StorageUnavailable { source, .. } = &err {
-                self.health.write_failed(fault, source);
-            }
-            return Err(err);
+            self.settle_failure(
+                err,
+                &mut retried,
+                "a statement found no live connection before it was sent; sending it on another connection",
+            )?;
         }
     }
 

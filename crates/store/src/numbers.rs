@@ -21,6 +21,21 @@ pub(crate) struct LockedNumber {
     pub status: PhoneNumberStatus,
 }
 
+/// The locked number from the lock's `RETURNING environment_id, e164, status`.
+fn locked_number(
+    id: PhoneNumberId,
+    row: &sea_orm::QueryResult,
+) -> Result<LockedNumber, StoreError> {
+    let environment_id: Uuid = row.try_get_by_index(0)?;
+    let status: String = row.try_get_by_index(2)?;
+    Ok(LockedNumber {
+        id,
+        environment_id: environment_id.into(),
+        e164: row.try_get_by_index(1)?,
+        status: parse_column("phone_numbers.status", &status)?,
+    })
+}
+
 /// What a new request's guards need besides the locked number, read with the lock
 /// ([`Store::lock_number_for_create`]).
 pub(crate) struct NewRequestFacts {
@@ -59,14 +74,7 @@ impl Store {
             ))
             .await?
             .ok_or(StoreError::PhoneNumberNotFound)?;
-        let environment_id: Uuid = row.try_get_by_index(0)?;
-        let status: String = row.try_get_by_index(2)?;
-        Ok(LockedNumber {
-            id,
-            environment_id: environment_id.into(),
-            e164: row.try_get_by_index(1)?,
-            status: parse_column("phone_numbers.status", &status)?,
-        })
+        locked_number(id, &row)
     }
 
     /// [`Store::lock_number`] for a new request on SQLite, with what the new request's guards
@@ -111,17 +119,10 @@ impl Store {
             ))
             .await?
             .ok_or(StoreError::PhoneNumberNotFound)?;
-        let environment_id: Uuid = row.try_get_by_index(0)?;
-        let status: String = row.try_get_by_index(2)?;
         let open: Option<String> = row.try_get_by_index(3)?;
         let held: bool = row.try_get_by_index(4)?;
         Ok((
-            LockedNumber {
-                id,
-                environment_id: environment_id.into(),
-                e164: row.try_get_by_index(1)?,
-                status: parse_column("phone_numbers.status", &status)?,
-            },
+            locked_number(id, &row)?,
             NewRequestFacts {
                 open: open
                     .map(|s| parse_column("release_requests.status", &s))
