@@ -33,13 +33,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        let store = Store::from_ref(state);
-        let ctx = store
-            .authenticate(&token.hash())
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        Ok(Auth(authenticated(ctx)))
+        caller(parts, Store::from_ref(state), false).await.map(Auth)
     }
 }
 
@@ -56,13 +50,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        let store = Store::from_ref(state);
-        let ctx = store
-            .authenticate_for_write(&token.hash())
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        Ok(WriteAuth(authenticated(ctx)))
+        caller(parts, Store::from_ref(state), true)
+            .await
+            .map(WriteAuth)
     }
 }
 
@@ -83,12 +73,21 @@ fn bearer(parts: &Parts) -> Result<ApiToken, ApiError> {
     ApiToken::parse(credentials.trim()).map_err(|_| ApiError::unauthorized())
 }
 
-fn authenticated(ctx: AuthContext) -> AuthContext {
+/// The caller of the request's bearer token, recorded in the request's span, or the 401.
+/// `for_write`: the identity may come from the store's cache ([`WriteAuth`]).
+async fn caller(parts: &Parts, store: Store, for_write: bool) -> Result<AuthContext, ApiError> {
+    let hash = bearer(parts)?.hash();
+    let ctx = if for_write {
+        store.authenticate_for_write(&hash).await?
+    } else {
+        store.authenticate(&hash).await?
+    }
+    .ok_or_else(ApiError::unauthorized)?;
     tracing::Span::current().record(
         "environment_id",
         tracing::field::display(ctx.environment_id),
     );
-    ctx
+    Ok(ctx)
 }
 
 /// A JSON body: 415 without `Content-Type: application/json` (parameters such as `charset` are
@@ -105,23 +104,14 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 "Content-Type must be application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::invalid_json(rejection.body_text())
-            }
-        })?;
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
+        let bytes = body_bytes(req).await?;
         if !starts_an_object(&bytes) {
             // Say what is wrong: broken JSON, or well-formed JSON that is not an object.
             return Err(match serde_json::from_slice::<IgnoredAny>(&bytes) {
@@ -142,6 +132,22 @@ fn starts_an_object(bytes: &[u8]) -> bool {
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .is_some_and(|b| *b == b'{')
+}
+
+/// The request's body, buffered: 413 over [`MAX_BODY_BYTES`] (declared or streamed; `Bytes`'
+/// own extractor applies the router's body limit), 400 when it cannot be read.
+pub(crate) async fn body_bytes(req: Request) -> Result<Bytes, ApiError> {
+    let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::invalid_json(rejection.body_text())
+        }
+    })?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 pub fn too_large() -> ApiError {

@@ -24,7 +24,7 @@
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request, State};
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -38,7 +38,7 @@ use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::{HeaderBuilder, ObjectBuilder, OpenApi, RefOr, Required, Type};
 
 use crate::ApiError;
-use crate::extract::{Auth, MAX_BODY_BYTES, too_large};
+use crate::extract::{Auth, body_bytes};
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -202,21 +202,10 @@ fn invalid_key(e: IdempotencyKeyError) -> ApiError {
 
 /// The body, buffered to fingerprint it (and handed on to the handler): 413 over the limit.
 async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
-    // `Bytes`' own extractor applies the router's body limit.
     let mut req = Request::new(body);
     *req.headers_mut() = parts.headers.clone();
     *req.extensions_mut() = parts.extensions.clone();
-    let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::invalid_json(rejection.body_text())
-        }
-    })?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    body_bytes(req).await
 }
 
 fn stored_into_response(stored: StoredResponse) -> Response {
