@@ -285,10 +285,7 @@ impl Store {
                 .filter(staff_user::Column::Id.eq(account.id))
                 .exec(&tx)
                 .await?;
-            staff_session::Entity::delete_many()
-                .filter(staff_session::Column::StaffId.eq(account.id))
-                .exec(&tx)
-                .await?;
+            end_sessions(&tx, account.id).await?;
             Ok(true)
         })
         .await
@@ -308,4 +305,16 @@ fn keep_reading_if_unavailable(
         }
         other => other,
     }
+}
+
+/// Ends every session of the staff account (signs it out everywhere); how many there were.
+pub(crate) async fn end_sessions(
+    tx: &impl sea_orm::ConnectionTrait,
+    staff_id: uuid::Uuid,
+) -> Result<u64, sea_orm::DbErr> {
+    Ok(staff_session::Entity::delete_many()
+        .filter(staff_session::Column::StaffId.eq(staff_id))
+        .exec(tx)
+        .await?
+        .rows_affected)
 }

@@ -20,7 +20,7 @@ use sea_orm::{
 };
 
 use crate::audit::Event;
-use crate::entities::{staff_session, staff_user};
+use crate::entities::staff_user;
 use crate::staff::MAX_NAME_CHARS;
 use crate::views::parse_column;
 use crate::{Actor, AuditAction, Backend, Store, StoreError, now};
@@ -194,11 +194,7 @@ impl Store {
                 .filter(staff_user::Column::Id.eq(id.as_uuid()))
                 .exec(&tx)
                 .await?;
-            let ended = staff_session::Entity::delete_many()
-                .filter(staff_session::Column::StaffId.eq(id.as_uuid()))
-                .exec(&tx)
-                .await?
-                .rows_affected;
+            let ended = crate::staff::end_sessions(&tx, id.as_uuid()).await?;
             staff_event(
                 &tx,
                 actor,
@@ -263,11 +259,7 @@ impl Store {
                 .filter(staff_user::Column::Id.eq(id.as_uuid()))
                 .exec(&tx)
                 .await?;
-            let ended = staff_session::Entity::delete_many()
-                .filter(staff_session::Column::StaffId.eq(id.as_uuid()))
-                .exec(&tx)
-                .await?
-                .rows_affected;
+            let ended = crate::staff::end_sessions(&tx, id.as_uuid()).await?;
             staff_event(
                 &tx,
                 actor,
