@@ -21,6 +21,25 @@ pub(crate) struct LockedNumber {
     pub status: PhoneNumberStatus,
 }
 
+/// [`Store::lock_number_for_create`]'s statement, built once (the statuses are the domain's
+/// constants).
+static LOCK_FOR_CREATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let open: Vec<String> = crate::guards::open_statuses()
+        .map(|s| format!("'{s}'"))
+        .collect();
+    format!(
+        "UPDATE phone_numbers SET updated_at = $1 \
+         WHERE id = $2 AND ($3 IS NULL OR environment_id = $3) \
+         RETURNING environment_id, e164, status, \
+         (SELECT r.status FROM release_requests r \
+          WHERE r.phone_number_id = $2 AND r.status IN ({open}) LIMIT 1), \
+         EXISTS (SELECT 1 FROM agents a WHERE a.current_status = '{active}' AND a.id IN \
+          (SELECT ap.agent_id FROM agent_phone_numbers ap WHERE ap.phone_number_id = $2))",
+        open = open.join(", "),
+        active = releasedesk_domain::AgentStatus::Active.as_str(),
+    )
+});
+
 /// The locked number from the lock's `RETURNING environment_id, e164, status`.
 fn locked_number(
     id: PhoneNumberId,
@@ -94,23 +113,9 @@ impl Store {
         environment: Option<EnvironmentId>,
     ) -> Result<(LockedNumber, NewRequestFacts), StoreError> {
         debug_assert_eq!(self.backend(), crate::Backend::Sqlite);
-        let open: Vec<String> = crate::guards::open_statuses()
-            .map(|s| format!("'{s}'"))
-            .collect();
-        let sql = format!(
-            "UPDATE phone_numbers SET updated_at = $1 \
-             WHERE id = $2 AND ($3 IS NULL OR environment_id = $3) \
-             RETURNING environment_id, e164, status, \
-             (SELECT r.status FROM release_requests r \
-              WHERE r.phone_number_id = $2 AND r.status IN ({open}) LIMIT 1), \
-             EXISTS (SELECT 1 FROM agents a WHERE a.current_status = '{active}' AND a.id IN \
-              (SELECT ap.agent_id FROM agent_phone_numbers ap WHERE ap.phone_number_id = $2))",
-            open = open.join(", "),
-            active = releasedesk_domain::AgentStatus::Active.as_str(),
-        );
         let row = db
             .query_one_raw(self.stmt(
-                &sql,
+                &LOCK_FOR_CREATE,
                 [
                     now().into(),
                     id.as_uuid().into(),
