@@ -11,6 +11,9 @@ mod m20261128_000006_sign_in_throttle;
 mod m20261128_000007_webhooks;
 mod m20261128_000008_idempotency;
 mod m20261128_000009_review_policy;
+mod m20261128_000010_create_request_function;
+
+pub use m20261128_000010_create_request_function::CREATE_REQUEST_PARAM_TYPES;
 
 pub struct Migrator;
 
@@ -27,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_webhooks::Migration),
             Box::new(m20261128_000008_idempotency::Migration),
             Box::new(m20261128_000009_review_policy::Migration),
+            Box::new(m20261128_000010_create_request_function::Migration),
         ]
     }
 }

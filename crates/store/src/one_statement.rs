@@ -1,19 +1,19 @@
-//! The create transition on PostgreSQL in one statement: one round trip instead of eight.
+//! The create transition on PostgreSQL in one round trip instead of eight.
 //!
 //! [`Store::transition`](crate::Store) runs a create as a transaction of separate statements
 //! (lock the number, check for an open request, check for active agents holding it, insert the
 //! request, its audit event and its outbox rows, COMMIT). On PostgreSQL, without an
-//! idempotency key, the engine instead sends **one** statement in autocommit whose
-//! data-modifying CTEs do the same work in the same order:
+//! idempotency key, the engine instead calls the PL/pgSQL function
+//! `releasedesk_create_request` (migration `m20261128_000010`) in autocommit, which does the
+//! same work in the same order:
 //!
 //! 1. **revalidate the caller**: the API token is still live and its environment exists (so a
 //!    token revoked by another process is refused here even when the API took the caller's
 //!    identity from its cache; see [`crate::tokens`]);
-//! 2. **lock the number** (`SELECT … FOR UPDATE`, the same row lock every writer of the number
-//!    takes) and touch its `updated_at` when the request is written, like
-//!    [`Store::lock_number`](crate::Store);
-//! 3. **read what the guards need**: the number's status, its open request, the active agents
-//!    holding it;
+//! 2. **lock the number** (`SELECT … FOR UPDATE`, the row lock every writer of the number
+//!    takes first);
+//! 3. **read what the guards need**, after the lock: the number's status, its open request, the
+//!    active agents holding it, the webhook endpoints subscribed to the event;
 //! 4. **insert** the request, its audit event and the outbox rows of [`Store::outbox_plan`]
 //!    (the same rules table the transaction path uses: the email, and one webhook delivery per
 //!    enabled endpoint subscribed to the event) — only when every check passed.
@@ -22,21 +22,20 @@
 //! and in the same order as the transaction path ([`guards::for_new_request`]), so every
 //! refusal keeps its error.
 //!
-//! **Why the checks are race-free.** All sub-statements of one statement read the snapshot
-//! taken when it started, *before* the lock was granted. A writer that held the number's lock
-//! and committed in between is invisible to the checks. Every writer that takes the lock also
-//! updates the row (the touch), which gives the row a new version: the statement compares the
-//! version it locked (`xmin` of the `FOR UPDATE` row, which PostgreSQL re-reads after waiting)
-//! with the version its snapshot sees. Equal: nobody changed anything under the lock since the
-//! snapshot, and the checks are as good as checks made under the lock. Different: the
-//! statement writes nothing and is sent again with a fresh snapshot (after a few such
-//! conflicts the create falls back to the transaction path). The partial unique index on open
-//! requests remains the last word, as on the transaction path.
+//! **Why the checks are race-free.** Each statement of a volatile PL/pgSQL function takes a new
+//! snapshot (READ COMMITTED), so the checks after the lock see everything a writer that held
+//! the lock before committed, exactly like the transaction path's separate statements. (An
+//! earlier version did all of this in one SQL statement of data-modifying CTEs; all of its
+//! parts read one snapshot taken *before* the lock was granted, which needed a row-version
+//! witness and retries, and its plan of some forty nodes cost PostgreSQL more CPU per create
+//! than the function's small statements: see bench/README.md.) The partial unique index on
+//! open requests remains the last word, as on the transaction path.
+//!
+//! The function does not touch the number's `updated_at`: a new request changes nothing in the
+//! number's row, and the row lock alone orders it with the number's other writers.
 
-use releasedesk_domain::{
-    AgentStatus, OutboxId, PhoneNumberId, PhoneNumberStatus, Reason, RequestEvent, RequestId,
-    RequestStatus,
-};
+use releasedesk_domain::{OutboxId, PhoneNumberId, Reason, RequestEvent, RequestId, RequestStatus};
+use releasedesk_migration::CREATE_REQUEST_PARAM_TYPES;
 use sea_orm::Value;
 use uuid::Uuid;
 
@@ -48,10 +47,6 @@ use crate::outbox::{EmailKind, OutboxKind, OutboxState};
 use crate::views::parse_column;
 use crate::webhooks::{MAX_WEBHOOK_ENDPOINTS, event_body};
 use crate::{Actor, AgentRef, ReleaseRequest, Store, StoreError, now};
-
-/// How often a statement that found the number changed since its snapshot is sent again
-/// before the create takes the transaction path.
-const FRESH_SNAPSHOT_TRIES: usize = 3;
 
 /// What the one-statement create did.
 pub(crate) enum Outcome {
@@ -74,13 +69,14 @@ pub(crate) struct NewRequest<'a> {
 }
 
 impl Store {
-    /// The create as one autocommitted statement (PostgreSQL only). See the module docs.
+    /// The create as one autocommitted call of `releasedesk_create_request` (PostgreSQL only).
+    /// See the module docs.
     pub(crate) async fn create_in_one_statement(
         &self,
         new: &NewRequest<'_>,
     ) -> Result<Outcome, StoreError> {
         let plan = self.outbox_plan(RequestEvent::Created, new.actor);
-        // The statement writes what the rules decide without reading the database; an email
+        // The function writes what the rules decide without reading the database; an email
         // to the environment's address or a release job would need more than it does.
         let email = match &plan.email {
             None => None,
@@ -90,55 +86,49 @@ impl Store {
         if plan.release_job {
             return Ok(Outcome::UseTransaction);
         }
-        for _ in 0..FRESH_SNAPSHOT_TRIES {
-            let request_id = RequestId::new();
-            let at = now();
-            let mut planned = ReleaseRequest {
-                id: request_id,
-                environment_id: new.environment_id,
-                phone_number_id: new.phone_number_id,
-                // Filled in from the locked row below (and in the webhook body, by the database).
-                phone_number: String::new(),
-                reason: new.reason.as_str().to_owned(),
-                status: RequestStatus::INITIAL,
-                requested_at: at,
-                resolved_at: None,
-                released_at: None,
-                review_note: None,
-                reviewed_by: None,
-            };
-            let stmt = self.stmt(create_sql(), params(new, &plan, email.as_ref(), &planned));
-            let row = match self.autocommit_one(stmt).await {
-                Ok(row) => row.ok_or(StoreError::Database(sea_orm::DbErr::Custom(
-                    "the create statement returned no row".into(),
-                )))?,
-                // Two creates raced past the check: the partial unique index decides.
-                Err(StoreError::Database(e)) if StoreError::is_unique_violation(&e) => {
-                    return Ok(Outcome::Refused(StoreError::ReleaseAlreadyPending));
-                }
-                Err(e) => return Err(e),
-            };
-            let facts = Facts::read(&row)?;
-            match facts.decide(new)? {
-                Decision::Created { e164 } => {
-                    planned.phone_number = e164;
-                    return Ok(Outcome::Created(planned));
-                }
-                Decision::Refused(e) => return Ok(Outcome::Refused(e)),
-                Decision::Stale => continue,
-                Decision::UseTransaction => return Ok(Outcome::UseTransaction),
+        let request_id = RequestId::new();
+        let at = now();
+        let mut planned = ReleaseRequest {
+            id: request_id,
+            environment_id: new.environment_id,
+            phone_number_id: new.phone_number_id,
+            // Filled in from the locked row below (and in the webhook body, by the database).
+            phone_number: String::new(),
+            reason: new.reason.as_str().to_owned(),
+            status: RequestStatus::INITIAL,
+            requested_at: at,
+            resolved_at: None,
+            released_at: None,
+            review_note: None,
+            reviewed_by: None,
+        };
+        let stmt = self.stmt(create_sql(), params(new, &plan, email.as_ref(), &planned));
+        let row = match self.autocommit_one(stmt).await {
+            Ok(row) => row.ok_or(StoreError::Database(sea_orm::DbErr::Custom(
+                "releasedesk_create_request returned no row".into(),
+            )))?,
+            // The function checks under the lock; the partial unique index stays the last word.
+            Err(StoreError::Database(e)) if StoreError::is_unique_violation(&e) => {
+                return Ok(Outcome::Refused(StoreError::ReleaseAlreadyPending));
             }
-        }
-        Ok(Outcome::UseTransaction)
+            Err(e) => return Err(e),
+        };
+        Ok(match Facts::read(&row)?.decide(new)? {
+            Decision::Created { e164 } => {
+                planned.phone_number = e164;
+                Outcome::Created(planned)
+            }
+            Decision::Refused(e) => Outcome::Refused(e),
+            Decision::UseTransaction => Outcome::UseTransaction,
+        })
     }
 }
 
-/// What the statement saw and did.
+/// What the function saw and did (its OUT parameters, in order).
 struct Facts {
     authorized: bool,
     /// The number's row, as locked (absent: not found in the caller's environment).
     number: Option<(String, String)>,
-    fresh: bool,
     open_status: Option<String>,
     holders: Option<String>,
     subscribers: i64,
@@ -148,7 +138,6 @@ struct Facts {
 enum Decision {
     Created { e164: String },
     Refused(StoreError),
-    Stale,
     UseTransaction,
 }
 
@@ -159,15 +148,14 @@ impl Facts {
         Ok(Self {
             authorized: row.try_get_by_index(0)?,
             number: e164.zip(status),
-            fresh: row.try_get_by_index::<Option<bool>>(3)?.unwrap_or(false),
-            open_status: row.try_get_by_index(4)?,
-            holders: row.try_get_by_index(5)?,
-            subscribers: row.try_get_by_index(6)?,
-            inserted: row.try_get_by_index(7)?,
+            open_status: row.try_get_by_index(3)?,
+            holders: row.try_get_by_index(4)?,
+            subscribers: row.try_get_by_index(5)?,
+            inserted: row.try_get_by_index(6)?,
         })
     }
 
-    /// The guards, in the transaction path's order, applied to what the statement read.
+    /// The guards, in the transaction path's order, applied to what the function read.
     fn decide(self, new: &NewRequest<'_>) -> Result<Decision, StoreError> {
         if !self.authorized {
             return Ok(Decision::Refused(StoreError::Unauthenticated));
@@ -175,9 +163,6 @@ impl Facts {
         let Some((e164, status)) = self.number else {
             return Ok(Decision::Refused(StoreError::PhoneNumberNotFound));
         };
-        if !self.fresh {
-            return Ok(Decision::Stale);
-        }
         let number = LockedNumber {
             id: new.phone_number_id,
             environment_id: new.environment_id,
@@ -199,9 +184,9 @@ impl Facts {
             (Ok(()), false) if self.subscribers > MAX_WEBHOOK_ENDPOINTS as i64 => {
                 Ok(Decision::UseTransaction)
             }
-            // The statement's condition and the guards disagree: a bug, said loudly.
+            // The function's condition and the guards disagree: a bug, said loudly.
             (Ok(()), false) | (Err(_), true) => Err(StoreError::Database(sea_orm::DbErr::Custom(
-                "the one-statement create and the guards disagree on a create".into(),
+                "releasedesk_create_request and the guards disagree on a create".into(),
             ))),
         }
     }
@@ -227,7 +212,8 @@ fn parse_holders(json: &str) -> Result<Vec<AgentRef>, StoreError> {
         .collect())
 }
 
-/// The statement's parameters, numbered as in [`create_sql`].
+/// The function's arguments, in the order of its parameters (their types:
+/// [`CREATE_REQUEST_PARAM_TYPES`]).
 fn params(
     new: &NewRequest<'_>,
     plan: &OutboxPlan,
@@ -278,70 +264,23 @@ fn params(
         /* $22 */ OutboxKind::Webhook.max_attempts().into(),
         /* $23 */ OutboxState::Pending.as_str().into(),
         /* $24 */ OutboxKind::Webhook.as_str().into(),
+        /* $25 */ (MAX_WEBHOOK_ENDPOINTS as i32).into(),
     ]
 }
 
-/// The statement (PostgreSQL). The constants of the domain (statuses) are written in from
-/// their Rust definitions once.
+/// The call (PostgreSQL), with [`params`]: each argument cast to the type of the function's
+/// parameter, so the call resolves to the function whatever type the driver sent.
 fn create_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        let open: Vec<String> = guards::open_statuses().map(|s| format!("'{s}'")).collect();
-        let open = open.join(", ");
-        let active_number = PhoneNumberStatus::Active.as_str();
-        let active_agent = AgentStatus::Active.as_str();
-        let max = MAX_WEBHOOK_ENDPOINTS;
+        let args: Vec<String> = CREATE_REQUEST_PARAM_TYPES
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::{t}", i + 1))
+            .collect();
         format!(
-            "WITH \
-             auth AS (SELECT EXISTS (SELECT 1 FROM api_tokens t JOIN environments e \
-                 ON e.id = t.environment_id \
-                 WHERE t.id = $3 AND t.environment_id = $2 AND t.revoked_at IS NULL) AS ok), \
-             seen AS (SELECT xmin::text AS v FROM phone_numbers WHERE id = $1), \
-             locked AS (SELECT e164, status, xmin::text AS v FROM phone_numbers \
-                 WHERE id = $1 AND environment_id = $2 FOR UPDATE), \
-             open_req AS (SELECT status FROM release_requests \
-                 WHERE phone_number_id = $1 AND status IN ({open}) LIMIT 1), \
-             holders AS (SELECT a.id, a.name FROM agents a \
-                 WHERE a.current_status = '{active_agent}' AND a.id IN \
-                 (SELECT agent_id FROM agent_phone_numbers WHERE phone_number_id = $1)), \
-             subscribed AS (SELECT w.id, w.url, row_number() OVER (ORDER BY w.id) AS n \
-                 FROM webhook_endpoints w \
-                 WHERE w.environment_id = $2 AND w.deleted_at IS NULL AND w.enabled \
-                 AND w.events::jsonb ? $18), \
-             verdict AS (SELECT (SELECT ok FROM auth) AS authorized, l.e164, l.status, \
-                 l.v = (SELECT v FROM seen) AS fresh, \
-                 (SELECT status FROM open_req) AS open_status, \
-                 EXISTS (SELECT 1 FROM holders) AS held, \
-                 (SELECT count(*) FROM subscribed) AS subscribers \
-                 FROM (SELECT 1) AS one LEFT JOIN locked l ON true), \
-             go AS (SELECT e164 FROM verdict WHERE authorized AND e164 IS NOT NULL AND fresh \
-                 AND status = '{active_number}' AND open_status IS NULL AND NOT held \
-                 AND subscribers <= {max}), \
-             ins_req AS (INSERT INTO release_requests (id, environment_id, phone_number_id, \
-                 phone_number, reason, status, requested_at, resolved_at, released_at, \
-                 review_note, reviewed_by) \
-                 SELECT $4, $2, $1, go.e164, $5, $6, $7, NULL, NULL, NULL, NULL FROM go \
-                 RETURNING phone_number), \
-             touch AS (UPDATE phone_numbers SET updated_at = $7 \
-                 WHERE id = $1 AND EXISTS (SELECT 1 FROM ins_req) RETURNING 1), \
-             audit AS (INSERT INTO audit_events (id, occurred_at, actor_kind, actor_id, \
-                 actor_label, action, environment_id, request_id, phone_number_id, detail) \
-                 SELECT $8, $7, $9, $10, $11, $12, $2, $4, $1, NULL FROM ins_req RETURNING 1), \
-             email AS (INSERT INTO outbox (id, kind, environment_id, request_id, recipient, \
-                 payload, state, attempts, max_attempts, next_attempt_at, created_at) \
-                 SELECT $15, $13, $2, $4, $14, $16, $23, 0, $17, $7, $7 FROM ins_req \
-                 WHERE $13::text IS NOT NULL RETURNING 1), \
-             hooks AS (INSERT INTO outbox (id, kind, environment_id, request_id, recipient, \
-                 payload, state, attempts, max_attempts, next_attempt_at, created_at, \
-                 webhook_endpoint_id, event_type, body) \
-                 SELECT (string_to_array($21, ','))[s.n]::uuid, $24, $2, $4, s.url, '{{}}', \
-                 $23, 0, $22, $7, $7, s.id, $18, $19 || to_json(r.phone_number)::text || $20 \
-                 FROM subscribed s, ins_req r RETURNING 1) \
-             SELECT v.authorized, v.e164, v.status, v.fresh, v.open_status, \
-                 (SELECT json_agg(json_build_object('id', h.id, 'name', h.name) \
-                     ORDER BY h.name)::text FROM holders h), \
-                 v.subscribers, EXISTS (SELECT 1 FROM ins_req) \
-             FROM verdict v"
+            "SELECT * FROM releasedesk_create_request({})",
+            args.join(", ")
         )
     })
 }
@@ -351,16 +290,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_parameter_of_the_statement_is_bound_and_every_bound_one_used() {
-        let sql = create_sql();
-        let highest = (1..100)
-            .filter(|n| {
-                let p = format!("${n}");
-                sql.match_indices(&p)
-                    .any(|(i, _)| !sql[i + p.len()..].starts_with(|c: char| c.is_ascii_digit()))
-            })
-            .max()
-            .unwrap();
+    fn every_argument_has_the_type_of_the_functions_parameter() {
         let reason = Reason::parse("We no longer need this number for our agents.").unwrap();
         let actor = Actor::Customer {
             token_prefix: "talq_x".into(),
@@ -391,11 +321,22 @@ mod tests {
             review_note: None,
             reviewed_by: None,
         };
-        let bound = params(&new, &plan, None, &request).len();
-        assert_eq!(highest, bound);
-        for n in 1..=bound {
-            assert!(sql.contains(&format!("${n}")), "${n} is bound but unused");
+        let email = (EmailKind::RequestCreated, "support@desk.example".to_owned());
+        for email in [None, Some(&email)] {
+            let args = params(&new, &plan, email, &request);
+            assert_eq!(args.len(), CREATE_REQUEST_PARAM_TYPES.len());
+            for (n, (arg, ty)) in args.iter().zip(CREATE_REQUEST_PARAM_TYPES).enumerate() {
+                let fits = match arg {
+                    Value::Uuid(_) => ty == "uuid",
+                    Value::String(_) => ty == "text",
+                    Value::ChronoDateTimeUtc(_) => ty == "timestamptz",
+                    Value::Int(_) => ty == "integer",
+                    _ => false,
+                };
+                assert!(fits, "argument ${} is {arg:?}, the parameter {ty}", n + 1);
+            }
         }
+        assert!(create_sql().ends_with("$24::text, $25::integer)"));
     }
 
     #[test]

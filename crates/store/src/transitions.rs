@@ -25,9 +25,10 @@
 //!
 //! **Two plans for a create.** The engine runs the steps above as a transaction of separate
 //! statements — except a create on PostgreSQL without an idempotency key, which it sends as
-//! one statement in autocommit doing the same steps ([`one_statement`](crate::one_statement)):
-//! one round trip instead of eight, the same guards (applied in Rust to what the statement
-//! read), the same outbox rows (from [`Store::outbox_plan`]), the same errors.
+//! one statement in autocommit, a call of the PL/pgSQL function `releasedesk_create_request`
+//! that does the same steps ([`one_statement`](crate::one_statement)): one round trip instead
+//! of eight, the same guards (applied in Rust to what the function read), the same outbox rows
+//! (from [`Store::outbox_plan`]), the same errors.
 
 use chrono::{DateTime, Utc};
 use releasedesk_domain::{
