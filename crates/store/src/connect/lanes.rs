@@ -114,9 +114,7 @@ async fn lane(pool: PgPool, queue: flume::Receiver<Job>, health: Arc<Health>) {
             && health.idle_since_a_loss(last_used.elapsed())
             && conn.ping().await.is_err()
         {
-            if let Some(mut conn) = held.take() {
-                conn.close_on_drop();
-            }
+            retire(&mut held);
         }
         let conn = match held.as_mut() {
             Some(conn) => conn,
@@ -143,15 +141,20 @@ async fn lane(pool: PgPool, queue: flume::Receiver<Job>, health: Arc<Health>) {
             Ok(row) => Ok(row.map(QueryResult::from)),
             Err(e) => {
                 if broken(&e) {
-                    if let Some(mut conn) = held.take() {
-                        conn.close_on_drop();
-                    }
+                    retire(&mut held);
                 }
                 Err(query_err(e))
             }
         };
         last_used = Instant::now();
         let _ = job.reply.send(outcome);
+    }
+}
+
+/// Closes the held connection instead of giving it back to the pool.
+fn retire(held: &mut Option<PoolConnection<Postgres>>) {
+    if let Some(mut conn) = held.take() {
+        conn.close_on_drop();
     }
 }
 
