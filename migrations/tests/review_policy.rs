@@ -52,8 +52,14 @@ async fn existing_accounts_become_admins_and_the_step_reverses(backend: Backend)
         "1"
     );
 
-    // Down removes what it added; up again works on the same data.
-    Migrator::down(&db, Some(1)).await.unwrap();
+    // Down removes what it added (with the steps after it); up again works on the same data.
+    let steps = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == "m20261128_000009_review_policy")
+        .expect("the review-policy step exists")
+        + 1;
+    Migrator::down(&db, Some(steps as u32)).await.unwrap();
     assert!(
         db.execute_unprepared("SELECT role FROM staff_users")
             .await
