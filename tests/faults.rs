@@ -878,6 +878,156 @@ async fn postgres_terminated_connections_cost_no_5xx() {
     app.shutdown().await;
 }
 
+/// The attack on a create's unknown outcome: its PostgreSQL backend is terminated while the
+/// call waits for the number's row lock (held here by another transaction), so the call was
+/// sent and its connection then lost. The service must not answer 503 ("may or may not have
+/// been saved"): the server ended that session, so the outcome is decided, and a lookup tells
+/// that nothing committed; the create is sent again on another connection, waits for the lock
+/// like any other, and answers 201 with exactly one request, one audit event and its outbox
+/// rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_create_whose_backend_is_terminated_mid_call_is_sent_again_once() {
+    releasedesk_testkit::init_test_tracing();
+    let Some(app) = common::TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let number = app.add_number("+15550209999").await;
+    // A subscriber, so that the create writes outbox rows too.
+    app.store
+        .create_webhook_endpoint(
+            &app.auth,
+            releasedesk_store::NewWebhookEndpoint {
+                url: releasedesk_domain::WebhookUrl::parse(
+                    "https://hooks.example.com/releasedesk",
+                    releasedesk_domain::WebhookPolicy::default(),
+                )
+                .unwrap(),
+                description: None,
+                events: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let db = app.raw_db().await;
+    let pg = |sql: &str, values: Vec<sea_orm::Value>| {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+    };
+    // Another writer holds the number's row lock.
+    let holder = sea_orm::TransactionTrait::begin(&db).await.unwrap();
+    holder
+        .execute_raw(pg(
+            "SELECT 1 FROM phone_numbers WHERE id = $1 FOR UPDATE",
+            vec![number.as_uuid().into()],
+        ))
+        .await
+        .unwrap();
+    let create = {
+        let req = app
+            .client
+            .post(app.url(&format!("/phone-numbers/{number}/request-release")))
+            .bearer_auth(&app.token)
+            .json(&json!({ "reason": REASON }));
+        tokio::spawn(common::send(req))
+    };
+    // The create's backend, waiting for the lock.
+    let waiting = pg(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query LIKE '%releasedesk_create_request%'",
+        vec![],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: i32 = loop {
+        if let Some(row) = db.query_one_raw(waiting.clone()).await.unwrap() {
+            break row.try_get_by_index(0).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the create never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let terminated: bool = db
+        .query_one_raw(pg("SELECT pg_terminate_backend($1)", vec![pid.into()]))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert!(terminated);
+    let gone = pg(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1",
+        vec![pid.into()],
+    );
+    while db
+        .query_one_raw(gone.clone())
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+        > 0
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holder.commit().await.unwrap();
+
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), create)
+        .await
+        .expect("the create answered")
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["data"]["phone_number"], "+15550209999", "{body}");
+    let count = |sql: &str| {
+        let stmt = pg(sql, vec![number.as_uuid().into()]);
+        let db = &db;
+        async move {
+            db.query_one_raw(stmt)
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM release_requests WHERE phone_number_id = $1").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_events WHERE phone_number_id = $1").await,
+        1
+    );
+    // The outbox rows of one create: as many as an undisturbed create on another number writes.
+    let outbox = |n: releasedesk_domain::PhoneNumberId| {
+        let stmt = pg(
+            "SELECT COUNT(*) FROM outbox o JOIN release_requests r ON o.request_id = r.id \
+             WHERE r.phone_number_id = $1",
+            vec![n.as_uuid().into()],
+        );
+        let db = &db;
+        async move {
+            db.query_one_raw(stmt)
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    let undisturbed = app.add_number("+15550209998").await;
+    app.request_release(undisturbed).await;
+    let written = outbox(number).await;
+    assert!(written > 0);
+    assert_eq!(written, outbox(undisturbed).await);
+    let (status, fetched) = app
+        .get(&format!("/phone-numbers/release-requests/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched["data"]["status"], "pending");
+    app.shutdown().await;
+}
+
 // ---- 4. SIGTERM behind a load balancer ---------------------------------------------------------
 
 /// On SIGTERM the server keeps serving for `RELEASEDESK_SHUTDOWN_GRACE` with `/readyz` at 503,

@@ -16,6 +16,7 @@ use crate::health::Health;
 use crate::{Migrator, MigratorTrait, StorageFault, StoreError};
 
 mod group_commit;
+mod lanes;
 
 use group_commit::GroupCommit;
 
@@ -31,7 +32,7 @@ pub enum Backend {
 pub struct StoreOptions {
     /// When set, every new request also enqueues an email to this support inbox.
     pub support_email: Option<EmailAddress>,
-    /// PostgreSQL pool size (default 16). SQLite ignores it: see [`Store::connect`].
+    /// PostgreSQL pool size (default 20). SQLite ignores it: see [`Store::connect`].
     pub max_connections: Option<u32>,
     /// When a pending request is overdue (a reminder to the support inbox) and when it expires.
     pub service_levels: ServiceLevels,
@@ -48,11 +49,13 @@ pub struct Store {
     read: Reader,
     backend: Backend,
     options: Arc<StoreOptions>,
-    health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     /// Identities of API tokens, for the writes that check their token again themselves.
     tokens: Arc<crate::tokens::TokenCache>,
     /// SQLite's batches of writes (see [`group_commit`]); unused on PostgreSQL.
     group: Arc<GroupCommit>,
+    /// PostgreSQL's writer lanes for single autocommitted statements (see [`lanes`]).
+    lanes: Option<Arc<lanes::Lanes>>,
 }
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,7 +67,7 @@ const SQLITE_CACHE_KIB: u32 = 2048;
 /// distinct statements; `IN (…)` lists of every length would otherwise fill the cache with
 /// one-off statements, each holding SQLite memory.
 const STATEMENT_CACHE: usize = 64;
-const POSTGRES_DEFAULT_POOL: u32 = 16;
+const POSTGRES_DEFAULT_POOL: u32 = 20;
 /// A pooled connection idle this long is pinged before it is handed out (one that was busy a
 /// moment ago is not: a ping on every checkout cost a round trip per pool use, two of the ten
 /// round trips of `POST request-release` on PostgreSQL; see `bench/README.md`). After a
@@ -113,7 +116,8 @@ impl Store {
     /// readers, which WAL lets run beside the writer. Writes that arrive together share one
     /// transaction and one COMMIT on that connection (group commit: see [`Store::transact`]).
     ///
-    /// PostgreSQL gets one pool (default 16 connections) for everything.
+    /// PostgreSQL gets one pool (default 20 connections) for everything; four fifths of it may
+    /// be held by the writer lanes of single autocommitted statements (see [`lanes`]).
     ///
     /// On both, a connection that goes back to its pool still inside a transaction is closed,
     /// and connections idle since a connection was found broken are pinged before use.
@@ -129,6 +133,7 @@ impl Store {
             });
         };
         let health = Arc::new(Health::new());
+        let mut lanes = None;
         let (write, read) = match backend {
             Backend::Sqlite => {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -144,8 +149,9 @@ impl Store {
                 (write, read)
             }
             Backend::Postgres => {
+                let pool_size = options.max_connections.unwrap_or(POSTGRES_DEFAULT_POOL);
                 let mut opts = ConnectOptions::new(url);
-                opts.max_connections(options.max_connections.unwrap_or(POSTGRES_DEFAULT_POOL))
+                opts.max_connections(pool_size)
                     .min_connections(1)
                     .connect_timeout(Duration::from_secs(5))
                     .acquire_timeout(Duration::from_secs(10))
@@ -154,6 +160,11 @@ impl Store {
                     .map_sqlx_postgres_before_acquire(ping_if_idle_since_a_loss(&health))
                     .map_sqlx_postgres_pool_opts(|o| o.after_release(retire_if_in_transaction));
                 let db = Database::connect(opts).await?;
+                lanes = Some(lanes::Lanes::start(
+                    db.get_postgres_connection_pool().clone(),
+                    pool_size,
+                    health.clone(),
+                ));
                 (db.clone(), db)
             }
         };
@@ -168,6 +179,7 @@ impl Store {
             health,
             tokens: Arc::new(crate::tokens::TokenCache::new()),
             group: Arc::default(),
+            lanes,
         })
     }
 
@@ -412,7 +424,11 @@ impl Store {
     ) -> Result<Option<QueryResult>, StoreError> {
         let mut retried = false;
         loop {
-            let source = match self.write.query_one_raw(stmt.clone()).await {
+            let sent = match &self.lanes {
+                Some(lanes) => lanes.query_one(stmt.clone()).await,
+                None => self.write.query_one_raw(stmt.clone()).await,
+            };
+            let source = match sent {
                 Ok(row) => {
                     self.health.write_succeeded();
                     return Ok(row);

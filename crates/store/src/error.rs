@@ -174,7 +174,7 @@ impl StorageFault {
         Self::of_sqlx(sqlx)
     }
 
-    fn of_sqlx(err: &sea_orm::sqlx::Error) -> Option<Self> {
+    pub(crate) fn of_sqlx(err: &sea_orm::sqlx::Error) -> Option<Self> {
         use sea_orm::sqlx::Error as E;
         match err {
             E::Io(_) | E::Tls(_) | E::Protocol(_) | E::WorkerCrashed => Some(Self::ConnectionLost),
@@ -222,6 +222,40 @@ impl StorageFault {
             // io_error
             "58030" => Some(Self::Io),
             _ => None,
+        }
+    }
+
+    /// Did the PostgreSQL server end the session a failed statement was sent on: its backend
+    /// was terminated (`pg_terminate_backend`, a shutdown, a crash of another backend) or the
+    /// socket was closed from the server's side?
+    ///
+    /// Then the statement's outcome is already decided, and a lookup on another connection
+    /// tells which: a backend holds off termination while it commits (so a commit it started
+    /// is complete, and visible to new snapshots, before it reports its end), and it aborts an
+    /// open transaction before its socket closes (so what is not visible now never will be).
+    /// A connection that failed on the client's side (a timeout, a TLS or protocol error)
+    /// proves nothing of the kind: its backend may still be running the statement.
+    pub(crate) fn server_ended_session(err: &DbErr) -> bool {
+        use sea_orm::sqlx::Error as E;
+        use std::io::ErrorKind as K;
+        let (DbErr::Conn(RuntimeErr::SqlxError(sqlx))
+        | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx))) = err
+        else {
+            return false;
+        };
+        match sqlx.as_ref() {
+            E::Io(io) => matches!(
+                io.kind(),
+                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+            ),
+            E::Database(db) => {
+                db.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                    // admin_shutdown, crash_shutdown
+                    && matches!(db.code().as_deref(), Some("57P01" | "57P02"))
+            }
+            _ => false,
         }
     }
 
@@ -289,6 +323,35 @@ mod tests {
         assert_eq!(StorageFault::of_sqlstate("53100"), Some(F::Full));
         assert_eq!(StorageFault::of_sqlstate("23505"), None);
         assert_eq!(StorageFault::of_sqlstate("40001"), None);
+    }
+
+    #[test]
+    fn only_a_session_the_server_ended_has_a_decided_outcome() {
+        use std::io::{Error as IoError, ErrorKind as K};
+        let io = |kind: K| {
+            DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+                sea_orm::sqlx::Error::Io(IoError::from(kind)),
+            )))
+        };
+        for kind in [
+            K::UnexpectedEof,
+            K::ConnectionReset,
+            K::BrokenPipe,
+            K::ConnectionAborted,
+        ] {
+            assert!(StorageFault::server_ended_session(&io(kind)), "{kind:?}");
+        }
+        // A client-side failure leaves the backend possibly still at work.
+        for kind in [K::TimedOut, K::Other, K::WouldBlock] {
+            assert!(!StorageFault::server_ended_session(&io(kind)), "{kind:?}");
+        }
+        let protocol = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sea_orm::sqlx::Error::Protocol("unexpected message".into()),
+        )));
+        assert!(!StorageFault::server_ended_session(&protocol));
+        assert!(!StorageFault::server_ended_session(
+            &DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)
+        ));
     }
 
     #[test]

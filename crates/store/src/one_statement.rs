@@ -31,12 +31,19 @@
 //! than the function's small statements: see bench/README.md.) The partial unique index on
 //! open requests remains the last word, as on the transaction path.
 //!
+//! **A lost connection.** The call is sent by a writer lane (see `connect::lanes`) in
+//! autocommit, so a connection lost after sending leaves its outcome unknown in general
+//! (`CommitUnconfirmed`, 503). When the server itself ended the session
+//! ([`StorageFault::server_ended_session`]) the outcome is decided, and one lookup of the
+//! request's id on another connection settles it: found, the create is answered as committed;
+//! not found, the call is sent once more.
+//!
 //! The function does not touch the number's `updated_at`: a new request changes nothing in the
 //! number's row, and the row lock alone orders it with the number's other writers.
 
 use releasedesk_domain::{OutboxId, PhoneNumberId, Reason, RequestEvent, RequestId, RequestStatus};
 use releasedesk_migration::CREATE_REQUEST_PARAM_TYPES;
-use sea_orm::Value;
+use sea_orm::{ConnectionTrait, Value};
 use uuid::Uuid;
 
 use crate::audit::AuditAction;
@@ -46,7 +53,7 @@ use crate::numbers::LockedNumber;
 use crate::outbox::{EmailKind, OutboxKind, OutboxState};
 use crate::views::parse_column;
 use crate::webhooks::{MAX_WEBHOOK_ENDPOINTS, event_body};
-use crate::{Actor, AgentRef, ReleaseRequest, Store, StoreError, now};
+use crate::{Actor, AgentRef, ReleaseRequest, StorageFault, Store, StoreError, now};
 
 /// What the one-statement create did.
 pub(crate) enum Outcome {
@@ -103,15 +110,31 @@ impl Store {
             reviewed_by: None,
         };
         let stmt = self.stmt(create_sql(), params(new, &plan, email.as_ref(), &planned));
-        let row = match self.autocommit_one(stmt).await {
-            Ok(row) => row.ok_or(StoreError::Database(sea_orm::DbErr::Custom(
-                "releasedesk_create_request returned no row".into(),
-            )))?,
-            // The function checks under the lock; the partial unique index stays the last word.
-            Err(StoreError::Database(e)) if StoreError::is_unique_violation(&e) => {
-                return Ok(Outcome::Refused(StoreError::ReleaseAlreadyPending));
+        let mut looked_up = false;
+        let row = loop {
+            match self.autocommit_one(stmt.clone()).await {
+                Ok(row) => {
+                    break row.ok_or(StoreError::Database(sea_orm::DbErr::Custom(
+                        "releasedesk_create_request returned no row".into(),
+                    )))?;
+                }
+                // The function checks under the lock; the partial unique index stays the last
+                // word.
+                Err(StoreError::Database(e)) if StoreError::is_unique_violation(&e) => {
+                    return Ok(Outcome::Refused(StoreError::ReleaseAlreadyPending));
+                }
+                Err(lost) if !looked_up && outcome_is_decided(&lost) => {
+                    looked_up = true;
+                    match self.settle_lost_create(request_id, lost).await? {
+                        Some(e164) => {
+                            planned.phone_number = e164;
+                            return Ok(Outcome::Created(planned));
+                        }
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         Ok(match Facts::read(&row)?.decide(new)? {
             Decision::Created { e164 } => {
@@ -122,6 +145,53 @@ impl Store {
             Decision::UseTransaction => Outcome::UseTransaction,
         })
     }
+}
+
+impl Store {
+    /// The call was sent and its connection then lost, on a session the server ended (see
+    /// [`StorageFault::server_ended_session`]), so whether it committed is already decided: one
+    /// lookup of the request's id on another connection tells. `Some(e164)`: it committed (the
+    /// request is answered as created, and the database evidently takes writes). `None`: it
+    /// did not and never will, so the caller sends it again. A lookup that fails leaves the
+    /// outcome unknown: the original error stands.
+    async fn settle_lost_create(
+        &self,
+        request_id: RequestId,
+        lost: StoreError,
+    ) -> Result<Option<String>, StoreError> {
+        let lookup = self.stmt(
+            "SELECT phone_number FROM release_requests WHERE id = $1",
+            [request_id.as_uuid().into()],
+        );
+        let row = match self.reader().query_one_raw(lookup).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %lost.chain(), lookup = %e, "a create lost its connection and the lookup of its outcome failed");
+                return Err(lost);
+            }
+        };
+        match row {
+            Some(row) => {
+                self.health.write_succeeded();
+                tracing::warn!(error = %lost.chain(), request_id = %request_id, "a create lost its connection after it committed; answered as created");
+                Ok(Some(row.try_get_by_index(0)?))
+            }
+            None => {
+                tracing::warn!(error = %lost.chain(), request_id = %request_id, "a create lost its connection before it committed; sending it again on another connection");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Is `err` a statement lost with its connection on a session the server ended, whose outcome
+/// a lookup can therefore tell?
+fn outcome_is_decided(err: &StoreError) -> bool {
+    matches!(
+        err,
+        StoreError::StorageUnavailable { fault: StorageFault::CommitUnconfirmed, source }
+            if StorageFault::server_ended_session(source)
+    )
 }
 
 /// What the function saw and did (its OUT parameters, in order).
