@@ -815,15 +815,7 @@ async fn postgres_terminated_connections_cost_no_5xx() {
             .unwrap();
         assert!(killed > 0, "the service had connections to terminate");
         terminated += killed;
-        while admin
-            .query_one_raw(started_before(at))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index::<i64>(0)
-            .unwrap()
-            > 0
-        {
+        while scalar(&admin, started_before(at)).await > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -958,15 +950,7 @@ async fn postgres_a_create_whose_backend_is_terminated_mid_call_is_sent_again_on
         "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1",
         vec![pid.into()],
     );
-    while db
-        .query_one_raw(gone.clone())
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap()
-        > 0
-    {
+    while scalar(&db, gone.clone()).await > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     holder.commit().await.unwrap();
@@ -978,54 +962,40 @@ async fn postgres_a_create_whose_backend_is_terminated_mid_call_is_sent_again_on
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["data"]["id"].as_str().unwrap().to_owned();
     assert_eq!(body["data"]["phone_number"], "+15550209999", "{body}");
-    let count = |sql: &str| {
-        let stmt = pg(sql, vec![number.as_uuid().into()]);
-        let db = &db;
-        async move {
-            db.query_one_raw(stmt)
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-        }
-    };
-    assert_eq!(
-        count("SELECT COUNT(*) FROM release_requests WHERE phone_number_id = $1").await,
-        1
-    );
-    assert_eq!(
-        count("SELECT COUNT(*) FROM audit_events WHERE phone_number_id = $1").await,
-        1
-    );
+    let count = |sql: &str| pg(sql, vec![number.as_uuid().into()]);
+    let requests = count("SELECT COUNT(*) FROM release_requests WHERE phone_number_id = $1");
+    assert_eq!(scalar(&db, requests).await, 1);
+    let audit = count("SELECT COUNT(*) FROM audit_events WHERE phone_number_id = $1");
+    assert_eq!(scalar(&db, audit).await, 1);
     // The outbox rows of one create: as many as an undisturbed create on another number writes.
     let outbox = |n: releasedesk_domain::PhoneNumberId| {
-        let stmt = pg(
+        pg(
             "SELECT COUNT(*) FROM outbox o JOIN release_requests r ON o.request_id = r.id \
              WHERE r.phone_number_id = $1",
             vec![n.as_uuid().into()],
-        );
-        let db = &db;
-        async move {
-            db.query_one_raw(stmt)
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-        }
+        )
     };
     let undisturbed = app.add_number("+15550209998").await;
     app.request_release(undisturbed).await;
-    let written = outbox(number).await;
+    let written = scalar(&db, outbox(number)).await;
     assert!(written > 0);
-    assert_eq!(written, outbox(undisturbed).await);
+    assert_eq!(written, scalar(&db, outbox(undisturbed)).await);
     let (status, fetched) = app
         .get(&format!("/phone-numbers/release-requests/{id}"))
         .await;
     assert_eq!(status, StatusCode::OK, "{fetched}");
     assert_eq!(fetched["data"]["status"], "pending");
     app.shutdown().await;
+}
+
+/// The first column of the one row `stmt` returns, as a number (counts, mostly).
+async fn scalar(db: &impl ConnectionTrait, stmt: Statement) -> i64 {
+    db.query_one_raw(stmt)
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
 }
 
 // ---- 4. SIGTERM behind a load balancer ---------------------------------------------------------
