@@ -418,9 +418,11 @@ impl Store {
     /// pinged. The statement is its own COMMIT, so only a failure to get a connection (nothing
     /// was sent) is tried once more; a connection lost once the statement was handed to the
     /// driver leaves the outcome unknown: [`StorageFault::CommitUnconfirmed`], never retried.
+    /// (Borrowed: each try sends a copy, and a caller that settles an unknown outcome itself
+    /// may send it again.)
     pub(crate) async fn autocommit_one(
         &self,
-        stmt: Statement,
+        stmt: &Statement,
     ) -> Result<Option<QueryResult>, StoreError> {
         let mut retried = false;
         loop {

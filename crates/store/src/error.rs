@@ -160,18 +160,13 @@ impl StorageFault {
     /// Classifies a database error. `None` for everything that is not a storage fault
     /// (constraint violations, syntax, decoding, …).
     pub fn of(err: &DbErr) -> Option<Self> {
-        let runtime = match err {
-            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => return Some(Self::Unreachable),
+        match err {
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => Some(Self::Unreachable),
             DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => {
-                return Some(Self::ConnectionLost);
+                Some(Self::ConnectionLost)
             }
-            DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
-            _ => return None,
-        };
-        let RuntimeErr::SqlxError(sqlx) = runtime else {
-            return None;
-        };
-        Self::of_sqlx(sqlx)
+            _ => Self::of_sqlx(driver_error(err)?),
+        }
     }
 
     pub(crate) fn of_sqlx(err: &sea_orm::sqlx::Error) -> Option<Self> {
@@ -238,13 +233,10 @@ impl StorageFault {
     pub(crate) fn server_ended_session(err: &DbErr) -> bool {
         use sea_orm::sqlx::Error as E;
         use std::io::ErrorKind as K;
-        let (DbErr::Conn(RuntimeErr::SqlxError(sqlx))
-        | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
-        | DbErr::Query(RuntimeErr::SqlxError(sqlx))) = err
-        else {
+        let Some(sqlx) = driver_error(err) else {
             return false;
         };
-        match sqlx.as_ref() {
+        match sqlx {
             E::Io(io) => matches!(
                 io.kind(),
                 K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
@@ -271,6 +263,16 @@ impl StorageFault {
             | Self::Unreachable
             | Self::CommitUnconfirmed => false,
         }
+    }
+}
+
+/// The driver's own error inside a failed connection, statement or query, if it is one.
+fn driver_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e),
+        _ => None,
     }
 }
 

@@ -112,7 +112,7 @@ impl Store {
         let stmt = self.stmt(create_sql(), params(new, &plan, email.as_ref(), &planned));
         let mut looked_up = false;
         let row = loop {
-            match self.autocommit_one(stmt.clone()).await {
+            match self.autocommit_one(&stmt).await {
                 Ok(row) => {
                     break row.ok_or(StoreError::Database(sea_orm::DbErr::Custom(
                         "releasedesk_create_request returned no row".into(),

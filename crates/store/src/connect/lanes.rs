@@ -13,8 +13,8 @@
 //! goes back to the pool (and is pinged) once per burst instead of once per statement; idle,
 //! the lanes hold nothing.
 //!
-//! - **How many**: half the pool (at least one), so that reads and transactions always have
-//!   the other half, however busy the creates are.
+//! - **How many**: four fifths of the pool, and never all of it, so that reads and
+//!   transactions always have the rest, however busy the creates are.
 //! - **A caller that goes away** (its client hung up) before a lane took its job: the job is
 //!   skipped, nothing was sent. Once the statement was sent, the lane reads its outcome to the
 //!   end whatever happens to the caller, so a connection is never left mid-protocol (the
@@ -46,7 +46,7 @@ use crate::StorageFault;
 use crate::health::Health;
 
 /// A lane gives its connection back to the pool after this long without a job.
-pub(crate) const KEEP_FOR: Duration = Duration::from_millis(250);
+const KEEP_FOR: Duration = Duration::from_millis(250);
 
 /// Jobs waiting for a lane, at most (a sender beyond that waits for room).
 const QUEUE: usize = 1024;
@@ -64,7 +64,7 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// Starts the lanes for `pool`, whose size is `pool_size` (half of it, at least one).
+    /// Starts the lanes for `pool`, whose size is `pool_size` (see [`lane_count`]).
     pub(crate) fn start(pool: PgPool, pool_size: u32, health: Arc<Health>) -> Arc<Self> {
         let (jobs, queue) = flume::bounded(QUEUE);
         for _ in 0..lane_count(pool_size) {
