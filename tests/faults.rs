@@ -913,14 +913,7 @@ async fn postgres_a_create_whose_backend_is_terminated_mid_call_is_sent_again_on
         ))
         .await
         .unwrap();
-    let create = {
-        let req = app
-            .client
-            .post(app.url(&format!("/phone-numbers/{number}/request-release")))
-            .bearer_auth(&app.token)
-            .json(&json!({ "reason": REASON }));
-        tokio::spawn(common::send(req))
-    };
+    let create = tokio::spawn(common::send(app.release_request(number, &app.token)));
     // The create's backend, waiting for the lock.
     let waiting = pg(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \

@@ -100,13 +100,7 @@ async fn count(app: &TestApp, sql: &str) -> usize {
 }
 
 async fn create(app: &TestApp, number: impl std::fmt::Display, token: &str) -> (StatusCode, Value) {
-    send(
-        app.client
-            .post(app.url(&format!("/phone-numbers/{number}/request-release")))
-            .bearer_auth(token)
-            .json(&json!({ "reason": REASON })),
-    )
-    .await
+    send(app.release_request(number, token)).await
 }
 
 async fn a_token_revoked_by_another_process_is_refused_by_the_next_create(backend: Backend) {
@@ -450,14 +444,7 @@ async fn a_create_that_waited_for_the_lock_checks_what_the_holder_committed() {
     ))
     .await
     .unwrap();
-    let create = {
-        let req = app
-            .client
-            .post(app.url(&format!("/phone-numbers/{number}/request-release")))
-            .bearer_auth(&app.token)
-            .json(&json!({ "reason": REASON }));
-        tokio::spawn(send(req))
-    };
+    let create = tokio::spawn(send(app.release_request(number, &app.token)));
     // Let the create reach the lock and wait there.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(

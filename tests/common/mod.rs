@@ -240,14 +240,22 @@ impl TestApp {
         .await
     }
 
+    /// `POST /phone-numbers/{id}/request-release` with a valid reason, as `token`, not yet sent
+    /// (a test that races it sends it from a task of its own: `tokio::spawn(send(…))`).
+    pub fn release_request(
+        &self,
+        number: impl std::fmt::Display,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(&format!("/phone-numbers/{number}/request-release")))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "reason": "We no longer need this number for our agents." }))
+    }
+
     /// `POST /phone-numbers/{id}/request-release` with a valid reason; returns the request id.
     pub async fn request_release(&self, number: PhoneNumberId) -> String {
-        let (status, body) = self
-            .post_json(
-                &format!("/phone-numbers/{number}/request-release"),
-                serde_json::json!({ "reason": "We no longer need this number for our agents." }),
-            )
-            .await;
+        let (status, body) = send(self.release_request(number, &self.token)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["data"]["id"].as_str().unwrap().to_owned()
     }
